@@ -1,0 +1,22 @@
+"""The one exception type users see as a single clear error line.
+
+Library code raises :class:`DiffCXRError` (or a subclass) with a message that names the offending
+file/value and, where possible, the fix. The CLI turns it into ``diffcxr: error: <message>`` and a
+non-zero exit code instead of a traceback.
+"""
+
+
+class DiffCXRError(Exception):
+    """An error caused by the user's input or environment, with a human-readable message."""
+
+
+class ImageReadError(DiffCXRError):
+    """An image file is missing, corrupt, truncated or in an unsupported encoding."""
+
+
+class DatasetError(DiffCXRError):
+    """A dataset spec, folder or manifest is missing or malformed."""
+
+
+class ReportError(DiffCXRError):
+    """A report text is empty, too large or otherwise unusable."""
