@@ -25,6 +25,8 @@ from diffcxr.errors import DiffCXRError
 # name -> module path. Add new subcommands here and nowhere else.
 COMMANDS: dict[str, str] = {
     "env": "diffcxr.cli.env",
+    "flops": "diffcxr.cli.flops",
+    "data": "diffcxr.cli.data",
 }
 
 # Errors that are caused by the user's input/environment rather than by a bug in diffcxr.

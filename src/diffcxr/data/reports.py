@@ -42,7 +42,7 @@ _HEADER_RE = re.compile(
 # De-identification placeholders: IU uses runs of X ("XXXX", "x-XXXX"), MIMIC uses "___".
 _DEID_RE = re.compile(r"\b[xX]-?XXXX\b|\bX{2,}\b|_{2,}")
 _SPACE_RE = re.compile(r"\s+")
-_SPACE_BEFORE_PUNCT_RE = re.compile(r"\s+([.,;:!?])")
+_SPACE_BEFORE_PUNCT_RE = re.compile(r"\s+([.,;:])")
 _REPEATED_PUNCT_RE = re.compile(r"([.,;:])(\s*\1)+")
 
 MAX_REPORT_CHARS = 1_000_000
