@@ -1,0 +1,124 @@
+"""Model hyper-parameter configs (``configs/model/{tiny,cpu-mini,paper}.yaml``) and builders.
+
+A model config holds model hyper-parameters only (VAE, U-ViT, adapter, report encoder, image tower); run
+settings (learning rate, steps, data) live in the training configs. Unknown keys raise
+:class:`~diffcxr.errors.DiffCXRError` naming the key, so a typo never silently falls back to a default.
+
+Derived values: the U-ViT ``sample_size`` is ``image_size / 2**(len(vae.block_out_channels) - 1)``, its
+``in_channels`` is ``vae.latent_channels`` and its ``context_dim`` is ``report_encoder.hidden_size``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+from diffcxr.errors import DiffCXRError
+
+__all__ = ["MODEL_CONFIG_NAMES", "load_model_config", "model_config_dir", "uvit_kwargs", "adapter_kwargs", "vae_kwargs",
+           "latent_size"]
+
+MODEL_CONFIG_NAMES = ("tiny", "cpu-mini", "paper")
+
+# section -> {key: default}; ``None`` default = optional
+_SCHEMA: dict[str, dict[str, Any]] = {
+    "vae": {"pretrained": None, "in_channels": 1, "latent_channels": 4, "block_out_channels": [128, 256, 512, 512],
+            "layers_per_block": 2, "norm_num_groups": 32, "scaling_factor": 0.18215},
+    "uvit": {"patch_size": 2, "width": 512, "depth": 16, "num_heads": 8, "mlp_ratio": 4.0, "qkv_bias": False,
+             "mlp_time_embed": False, "final_conv": True},
+    "adapter": {"enabled": True},
+    "report_encoder": {"text_encoder": "minilm", "hidden_size": 384, "max_length": 256, "num_condition_tokens": 77},
+    "image_tower": {"channels": [32, 64, 128, 256]},
+}
+_TOP_LEVEL = {"name", "image_size", *(_SCHEMA)}
+
+
+def model_config_dir() -> Path:
+    """Folder of the named configs: ``$DIFFCXR_MODEL_CONFIG_DIR`` or ``<repo>/configs/model``."""
+    env = os.environ.get("DIFFCXR_MODEL_CONFIG_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "configs" / "model"
+
+
+def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
+    """Load and validate a model config by name (``tiny``, ``cpu-mini``, ``paper``), YAML path, or dict.
+
+    Returns a new dict with every section filled with defaults for absent keys.
+    """
+    if isinstance(name_or_path, dict):
+        raw, where = copy.deepcopy(name_or_path), "<dict>"
+    else:
+        path = Path(name_or_path)
+        if not path.suffix and str(name_or_path) in MODEL_CONFIG_NAMES:
+            path = model_config_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise DiffCXRError(
+                f"model config {str(name_or_path)!r} not found (give one of {', '.join(MODEL_CONFIG_NAMES)} "
+                f"or a path to a YAML file; looked for {path})"
+            )
+        import yaml
+
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise DiffCXRError(f"model config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        where = str(path)
+    if not isinstance(raw, dict):
+        raise DiffCXRError(f"model config {where} must be a mapping at the top level")
+    for key in raw:
+        if key not in _TOP_LEVEL:
+            raise DiffCXRError(f"unknown key {key!r} in model config {where} (allowed: {', '.join(sorted(_TOP_LEVEL))})")
+    if "image_size" not in raw:
+        raise DiffCXRError(f"model config {where} needs 'image_size'")
+    cfg: dict[str, Any] = {"name": raw.get("name", Path(where).stem), "image_size": int(raw["image_size"])}
+    for section, defaults in _SCHEMA.items():
+        given = raw.get(section) or {}
+        if not isinstance(given, dict):
+            raise DiffCXRError(f"section {section!r} of model config {where} must be a mapping")
+        for key in given:
+            if key not in defaults:
+                raise DiffCXRError(
+                    f"unknown key {section}.{key!r} in model config {where} (allowed: {', '.join(defaults)})"
+                )
+        cfg[section] = {**copy.deepcopy(defaults), **given}
+    if cfg["image_size"] % latent_downsample(cfg):
+        raise DiffCXRError(f"image_size {cfg['image_size']} is not divisible by the VAE factor {latent_downsample(cfg)}")
+    return cfg
+
+
+def latent_downsample(cfg: dict) -> int:
+    return 2 ** (len(cfg["vae"]["block_out_channels"]) - 1)
+
+
+def latent_size(cfg: dict) -> int:
+    """Side length of the latent (the U-ViT ``sample_size``)."""
+    return cfg["image_size"] // latent_downsample(cfg)
+
+
+def uvit_kwargs(cfg: dict) -> dict[str, Any]:
+    """Constructor arguments of :class:`~diffcxr.models.uvit.UViT` for a loaded model config."""
+    u = cfg["uvit"]
+    return dict(sample_size=latent_size(cfg), in_channels=cfg["vae"]["latent_channels"], patch_size=u["patch_size"],
+                width=u["width"], depth=u["depth"], num_heads=u["num_heads"], mlp_ratio=float(u["mlp_ratio"]),
+                qkv_bias=bool(u["qkv_bias"]), context_dim=cfg["report_encoder"]["hidden_size"],
+                num_context_tokens=cfg["report_encoder"]["num_condition_tokens"],
+                mlp_time_embed=bool(u["mlp_time_embed"]), final_conv=bool(u["final_conv"]))
+
+
+def adapter_kwargs(cfg: dict) -> dict[str, Any]:
+    """Constructor arguments of the knowledge adapter (same input half as the U-ViT)."""
+    kw = uvit_kwargs(cfg)
+    kw.pop("final_conv")
+    return kw
+
+
+def vae_kwargs(cfg: dict) -> dict[str, Any]:
+    """Constructor arguments of the 1-channel ``AutoencoderKL`` (see :func:`diffcxr.models.vae.make_vae`)."""
+    v = cfg["vae"]
+    return dict(in_channels=v["in_channels"], latent_channels=v["latent_channels"],
+                block_out_channels=list(v["block_out_channels"]), layers_per_block=v["layers_per_block"],
+                norm_num_groups=v["norm_num_groups"], scaling_factor=float(v["scaling_factor"]),
+                sample_size=cfg["image_size"])
