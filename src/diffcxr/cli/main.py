@@ -26,7 +26,6 @@ from diffcxr.errors import DiffCXRError
 COMMANDS: dict[str, str] = {
     "env": "diffcxr.cli.env",
     "flops": "diffcxr.cli.flops",
-    "flops": "diffcxr.cli.flops",
     "data": "diffcxr.cli.data",
 }
 
