@@ -99,14 +99,14 @@ def label_from_reports(records: Sequence[Record], overwrite: bool = False) -> in
     labeler's for the findings it does not annotate; ``"none"`` takes the labeler's. "No Finding" is cleared
     when a merged pathology label is positive or uncertain.
     """
-    from diffcxr.knowledge import label_report
-
     no_finding = CHEXPERT_FINDINGS.index("No Finding")
     pathologies = [i for i, name in enumerate(CHEXPERT_FINDINGS) if name not in ("No Finding", "Support Devices")]
     count = 0
     for record in records:
         if (record.labels_source == "dataset" and not overwrite) or not record.report:
             continue
+        from diffcxr.knowledge import label_report  # only when a record needs it
+
         derived = np.asarray(label_report(record.report).to_vector(), dtype=np.float32)
         if record.labels_source == "partial" and not overwrite:
             merged = np.where(np.isnan(record.labels), derived, record.labels).astype(np.float32)

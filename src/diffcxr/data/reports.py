@@ -40,7 +40,9 @@ _HEADER_RE = re.compile(
     r"(?im)^[ \t]*(" + "|".join(sorted((re.escape(k) for k in SECTION_ALIASES), key=len, reverse=True)) + r")[ \t]*:"
 )
 # De-identification placeholders: IU uses runs of X ("XXXX", "x-XXXX"), MIMIC uses "___".
-_DEID_RE = re.compile(r"\b[xX]-?XXXX\b|\bX{2,}\b|_{2,}")
+_DEID_RE = re.compile(r"X{3,}|_{2,}")
+_XRAY_RE = re.compile(r"\b([xX])-XXXX\b")
+_GLUED_SENTENCE_RE = re.compile(r"(?<=[a-z\s])\.(?=[A-Z])")  # "effusion.No" -> "effusion. No"
 _SPACE_RE = re.compile(r"\s+")
 _SPACE_BEFORE_PUNCT_RE = re.compile(r"\s+([.,;:])")
 _REPEATED_PUNCT_RE = re.compile(r"([.,;:])(\s*\1)+")
@@ -54,12 +56,13 @@ def clean_report_text(text: str) -> str:
     >>> clean_report_text("Normal chest x-XXXX.  No ___ effusion .")
     'Normal chest x-ray. No effusion.'
     """
-    text = text.replace("x-XXXX", "x-ray").replace("X-XXXX", "X-ray")
+    text = _XRAY_RE.sub(r"\1-ray", text)
     text = _DEID_RE.sub(" ", text)
+    text = _GLUED_SENTENCE_RE.sub(". ", text)
     text = _SPACE_RE.sub(" ", text)
     text = _SPACE_BEFORE_PUNCT_RE.sub(r"\1", text)
     text = _REPEATED_PUNCT_RE.sub(r"\1", text)
-    return text.strip()
+    return text.strip().lstrip(".,;: ")
 
 
 def extract_sections(text: str) -> dict[str, str]:
