@@ -186,3 +186,28 @@ def test_real_dicoms_load_with_right_polarity(shared_data):
         assert mediastinum > lungs + 0.2, name
     # the fake MONOCHROME1 file carries the SIIM pixels with the opposite photometric tag
     assert torch.allclose(loaded["fake_monochrome1.dcm"], -loaded["siim_pneumothorax_sample.dcm"], atol=1e-5)
+
+
+def test_undecodable_dicom_compression_names_the_fix(tmp_path):
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    path = tmp_path / "j2k.dcm"
+    write_dicom(path, np.zeros((8, 8)))
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\x00" * 64])  # a J2K codestream header, then junk
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(ImageReadError, match=r"JPEG 2000.*dicom-codecs"):
+        load_image(path)
+
+
+def test_dicom_without_pixels_is_rejected(tmp_path):
+    path = tmp_path / "sr.dcm"
+    write_dicom(path, np.zeros((4, 4)))
+    ds = pydicom.dcmread(path)
+    del ds.PixelData
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(ImageReadError, match="no pixel data"):
+        load_image(path)
