@@ -255,8 +255,9 @@ class ReportEncoder(ModelMixin, ConfigMixin):
         enc.squeeze.load_state_dict(load_file(str(path / SQUEEZE_WEIGHTS)), assign=True)
         tok_dir = path / "tokenizer"
         enc.tokenizer = AutoTokenizer.from_pretrained(tok_dir, local_files_only=True) if tok_dir.is_dir() else None
+        torch_dtype = kwargs.get("dtype") or torch_dtype
         if torch_dtype is not None:
-            enc = enc.to(dtype=torch_dtype)
+            nn.Module.to(enc, dtype=torch_dtype)
         return enc.eval()
 
     # -- encoding --------------------------------------------------------------------------------------------
