@@ -26,6 +26,7 @@ from diffcxr.errors import DiffCXRError
 COMMANDS: dict[str, str] = {
     "env": "diffcxr.cli.env",
     "flops": "diffcxr.cli.flops",
+    "generate": "diffcxr.cli.generate",
     "data": "diffcxr.cli.data",
 }
 

@@ -1,0 +1,71 @@
+"""``diffcxr generate`` and ``diffcxr flops`` against the committed tiny saved pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffcxr.cli.main import main
+
+MODEL = str(Path(__file__).resolve().parent / "fixtures" / "tiny_pipeline")
+BASE = ["--model", MODEL, "--steps", "2", "--quiet"]
+
+
+def test_generate_png_with_sidecars(tmp_path):
+    out = tmp_path / "out"
+    rc = main(["generate", "Small left pleural effusion.", *BASE, "--n", "2", "--seed", "7", "--out", str(out),
+               "--labels", "Cardiomegaly=1"])
+    assert rc == 0
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == ["0_00.png", "0_01.png"]
+    img = Image.open(pngs[1])
+    assert img.mode == "L" and img.size == (16, 16)
+    meta = json.loads((out / "0_01.json").read_text())
+    assert meta["seed"] == 8 and meta["report"] == "Small left pleural effusion."
+    assert meta["knowledge_prompt"] == "There is cardiomegaly. There is pleural effusion."
+    assert meta["labels"]["Pleural Effusion"] == 1.0 and meta["settings"]["steps"] == 2
+    # the sidecar's seed regenerates that image alone
+    again = tmp_path / "again"
+    assert main(["generate", "Small left pleural effusion.", *BASE, "--n", "1", "--seed", "8", "--out", str(again),
+                 "--labels", "Cardiomegaly=1"]) == 0
+    a = np.asarray(Image.open(pngs[1]), dtype=np.int16)
+    b = np.asarray(Image.open(again / "0_00.png"), dtype=np.int16)
+    assert np.abs(a - b).max() <= 1
+
+
+def test_generate_from_jsonl_and_dicom(tmp_path):
+    reports = tmp_path / "r.jsonl"
+    reports.write_text(json.dumps({"id": "s1", "report": "Cardiomegaly."}) + "\n"
+                       + json.dumps({"id": "s/2", "report": "Normal chest.", "labels": "Edema=1"}) + "\n")
+    out = tmp_path / "o"
+    assert main(["generate", "--input", str(reports), *BASE, "--n", "1", "--format", "dcm", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.dcm")) == ["s1_00.dcm", "s_2_00.dcm"]
+    assert json.loads((out / "s_2_00.json").read_text())["knowledge_prompt"] == "There is edema."
+    txt = tmp_path / "r.txt"
+    txt.write_text("Cardiomegaly.\n\nNo acute disease.\n")
+    assert main(["generate", "--input", str(txt), *BASE, "--n", "1", "--out", str(tmp_path / "t")]) == 0
+    assert len(list((tmp_path / "t").glob("*.png"))) == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "   "], "empty"),
+    (["generate", "ok", "--labels", "Pleural Efusion=1"], "unknown finding"),
+    (["generate", "ok", "--n", "0"], "--n"),
+])
+def test_generate_bad_input_one_line(tmp_path, capsys, argv, message):
+    assert main([*argv, *BASE, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("diffcxr: error:") and message in err and "\n" not in err
+
+
+def test_generate_bad_model_and_huge_report(tmp_path, capsys):
+    assert main(["generate", "ok", "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    assert "not a saved DiffCXRPipeline" in capsys.readouterr().err
+    big = tmp_path / "big.txt"
+    big.write_text("effusion " * 120_000)
+    assert main(["generate", "--input", str(big), *BASE, "--out", str(tmp_path / "o")]) == 1
+    assert "characters" in capsys.readouterr().err
