@@ -25,6 +25,7 @@ from diffcxr.errors import DiffCXRError
 # name -> module path. Add new subcommands here and nowhere else.
 COMMANDS: dict[str, str] = {
     "env": "diffcxr.cli.env",
+    "phantom": "diffcxr.cli.phantom",
     "flops": "diffcxr.cli.flops",
     "generate": "diffcxr.cli.generate",
     "data": "diffcxr.cli.data",
