@@ -26,9 +26,11 @@ from diffcxr.errors import DiffCXRError
 COMMANDS: dict[str, str] = {
     "env": "diffcxr.cli.env",
     "phantom": "diffcxr.cli.phantom",
+    "label": "diffcxr.cli.label",
     "flops": "diffcxr.cli.flops",
     "generate": "diffcxr.cli.generate",
     "data": "diffcxr.cli.data",
+    "filter": "diffcxr.cli.filter",
 }
 
 # Errors that are caused by the user's input/environment rather than by a bug in diffcxr.
