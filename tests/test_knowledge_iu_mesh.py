@@ -1,0 +1,45 @@
+"""Labeler vs. the human MeSH annotations of the real IU-Xray reports (skips without ../shared/data)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from diffcxr.knowledge import label_report
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "labeler_iu_mesh.py"
+# Measured 0.898 (uncertain counted negative) and 0.831 (uncertain counted positive); floors leave a small margin.
+MACRO_F1_FLOOR = {"uncertain=negative": 0.87, "uncertain=positive": 0.80}
+
+
+def _benchmark_module():
+    spec = importlib.util.spec_from_file_location("labeler_iu_mesh", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mesh_mapping() -> None:
+    bench = _benchmark_module()
+    assert bench.mesh_findings(("normal",)) == {"No Finding"}
+    assert bench.mesh_findings(("Cardiomegaly/mild", "Pulmonary Atelectasis/base/left")) == {"Cardiomegaly", "Atelectasis"}
+    assert bench.mesh_findings(("Opacity/lung/base/left/patchy", "Fractures, Bone/ribs")) == {"Lung Opacity", "Fracture"}
+    assert bench.mesh_findings(("Opacity/ribs/anterior", "Nodule/breast")) == set()
+    assert bench.mesh_findings(("Cardiac Shadow/enlarged/mild", "Calcified Granuloma/lung")) == {"Cardiomegaly"}
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_macro_f1_on_iu_mesh(shared_data: Path) -> None:
+    bench = _benchmark_module()
+    from diffcxr.data.iu_reports import read_iu_reports
+
+    reports = bench.scorable(read_iu_reports(shared_data / "iu-xray" / "NLMCXR_reports.tgz"))
+    assert len(reports) > 3800
+    table = bench.evaluate(reports, [label_report(r.report) for r in reports])
+    for mode, floor in MACRO_F1_FLOOR.items():
+        assert table[mode]["macro"]["f1"] >= floor, (mode, table[mode]["macro"]["f1"])
+    for finding in ("No Finding", "Cardiomegaly", "Pleural Effusion", "Atelectasis", "Lung Opacity"):
+        assert table["uncertain=negative"][finding]["f1"] >= 0.85, (finding, table["uncertain=negative"][finding])
