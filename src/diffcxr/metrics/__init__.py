@@ -1,0 +1,21 @@
+"""Evaluation metrics as pure functions over features and scores (MONAI style), plus feature extractors.
+
+>>> import torch
+>>> from diffcxr.metrics import StreamingGaussianStats, frechet_distance
+>>> a = StreamingGaussianStats().update(torch.randn(500, 3, generator=torch.Generator().manual_seed(0)))
+>>> round(frechet_distance(a.mean, a.cov, a.mean, a.cov), 6)
+0.0
+"""
+
+from diffcxr.metrics.auroc import AUROCResult, binary_auroc, map_labels, per_finding_auroc
+from diffcxr.metrics.fid import StreamingGaussianStats, fid_from_features, frechet_distance
+from diffcxr.metrics.kid import ReservoirSampler, kernel_inception_distance, polynomial_mmd2
+from diffcxr.metrics.memorization import MemorizationResult, memorization, nearest_neighbours
+from diffcxr.metrics.msssim import intra_prompt_msssim, pairwise_msssim, scales_for_size
+
+__all__ = [
+    "AUROCResult", "MemorizationResult", "ReservoirSampler", "StreamingGaussianStats", "binary_auroc",
+    "fid_from_features", "frechet_distance", "intra_prompt_msssim", "kernel_inception_distance", "map_labels",
+    "memorization", "nearest_neighbours", "pairwise_msssim", "per_finding_auroc", "polynomial_mmd2",
+    "scales_for_size",
+]
