@@ -304,3 +304,25 @@ def test_every_covid_image_loads(shared_data):
         pixels = dataset[index]["pixel_values"]
         assert pixels.shape == (1, 64, 64) and torch.isfinite(pixels).all()
     assert sum(1 for r in records if r.view == "L") > 50
+
+
+def test_builtin_sample_is_generated_once_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFCXR_CACHE", str(tmp_path / "cache"))
+    records = read_records("sample:4?size=64&seed=3", derive_labels=False)
+    assert len(records) == 4 and all(r.image_path.is_file() for r in records)
+    assert all(r.report for r in records) and records[0].labels_source == "dataset"
+    first_mtime = records[0].image_path.stat().st_mtime_ns
+    again = read_records("sample:4?size=64&seed=3", derive_labels=False)
+    assert [r.report for r in again] == [r.report for r in records]
+    assert again[0].image_path.stat().st_mtime_ns == first_mtime  # cached, not regenerated
+    assert CXRDataset(records, 64)[0]["pixel_values"].shape == (1, 64, 64)
+    with pytest.raises(DatasetError, match="integers"):
+        read_records("sample:many")
+
+
+def test_labels_are_derived_from_report_text_where_the_dataset_has_none(iu_folder):
+    records = {r.id: r for r in read_records(f"iu:{iu_folder}")}
+    cardiomegaly = records["CXR2_IM-0002-1001"]
+    assert cardiomegaly.labels_source == "labeler"
+    assert cardiomegaly.labels[FINDING["Cardiomegaly"]] == 1
+    assert math.isnan(records["CXR3_IM-0003-1001"].labels[FINDING["Cardiomegaly"]])  # empty report

@@ -1,18 +1,15 @@
 """Dataset sources and the one spec string used everywhere: ``SOURCE:PATH[?key=value&...]``.
 
-=========  =====================================================================================
-source     PATH
-=========  =====================================================================================
-``iu``     IU-Xray / Open-I: ``NLMCXR_reports.tgz`` or the XML folder (``?images=PNG_DIR`` and
-           ``?metadata=nlmcxr_dicom_metadata.csv.gz`` optional; both are also found next to PATH), or a
-           folder holding them, or R2Gen's ``annotation.json`` (images in ``images/`` beside it)
-``mimic``  MIMIC-CXR-JPG root (``files/``, ``mimic-cxr-2.0.0-{metadata,chexpert,split}.csv[.gz]``);
-           reports ``files/pXX/pN/sM.txt`` under the root or ``?reports=DIR``
-``covid``  ieee8023 covid-chestxray-dataset folder (``metadata.csv`` + ``images/``)
-``csv``    a manifest CSV: ``path`` (relative to the CSV), ``report``, optional ``id``, ``patient_id``,
-           ``view``, ``split`` and CheXpert finding columns (1 / 0 / -1 / empty)
-``phantom`` a ``diffcxr phantom`` output folder (alias of ``csv:DIR/metadata.csv``)
-=========  =====================================================================================
+- ``iu``: IU-Xray / Open-I: ``NLMCXR_reports.tgz`` or the XML folder (``?images=PNG_DIR`` and
+  ``?metadata=nlmcxr_dicom_metadata.csv.gz`` optional; both are also found next to PATH), a folder holding
+  them, or R2Gen's ``annotation.json`` (images in ``images/`` beside it).
+- ``mimic``: MIMIC-CXR-JPG root (``files/``, ``mimic-cxr-2.0.0-{metadata,chexpert,split}.csv[.gz]``); reports
+  ``files/pXX/pN/sM.txt`` under the root or ``?reports=DIR``.
+- ``covid``: ieee8023 covid-chestxray-dataset folder (``metadata.csv`` + ``images/``).
+- ``csv``: a manifest CSV: ``path`` (relative to the CSV), ``report``, optional ``id``, ``patient_id``,
+  ``view``, ``split`` and CheXpert finding columns (1 / 0 / -1 / empty).
+- ``phantom``: a ``diffcxr phantom`` output folder (alias of ``csv:DIR/metadata.csv``).
+- ``sample``: ``sample:N[?size=S&seed=K]``, N built-in digital phantoms, generated once and cached.
 
 Each source is a function ``(path: Path, **options) -> list[Record]`` registered in :data:`SOURCES`.
 """
@@ -28,6 +25,7 @@ from diffcxr.data.sources.covid import read_covid
 from diffcxr.data.sources.csv_manifest import read_csv_manifest, read_phantom
 from diffcxr.data.sources.iu import read_iu
 from diffcxr.data.sources.mimic import read_mimic
+from diffcxr.data.sources.sample import read_sample
 from diffcxr.errors import DatasetError
 
 SOURCES: dict[str, Callable[..., list[Record]]] = {
@@ -36,7 +34,9 @@ SOURCES: dict[str, Callable[..., list[Record]]] = {
     "covid": read_covid,
     "csv": read_csv_manifest,
     "phantom": read_phantom,
+    "sample": read_sample,
 }
+PATHLESS_SOURCES = {"sample"}  # their "path" is a parameter, not a file
 
 
 def parse_spec(spec: str) -> tuple[str, Path, dict[str, str]]:
@@ -50,7 +50,7 @@ def parse_spec(spec: str) -> tuple[str, Path, dict[str, str]]:
     path_text, _, query = rest.partition("?")
     options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=False)) if query else {}
     path = Path(path_text).expanduser()
-    if not path.exists():
+    if source not in PATHLESS_SOURCES and not path.exists():
         raise DatasetError(f"{source} dataset path not found: {path}")
     return source, path, options
 
