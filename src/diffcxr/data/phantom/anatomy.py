@@ -328,18 +328,18 @@ def _draw_bones(p: Patient, size: int, fractures) -> np.ndarray:
             wpost = 0.048 - 0.0015 * k
             frac = fractured.get((side, k))
             if frac is None:
-                cv.line(xp, yp, wpost, 95)
-                cv.line(xp[2:-1], yp[2:-1], wpost * 0.45, 70)
+                cv.line(xp, yp, wpost, 62)
+                cv.line(xp[2:-1], yp[2:-1], wpost * 0.45, 48)
             else:  # discontinuity with a step-off, at fraction `t` along the posterior arc
                 i = int(np.clip(frac["t"] * len(xp), 3, len(xp) - 4))
                 gap = 0.012 if frac.get("displaced", True) else 0.0
-                cv.line(xp[: i + 1], yp[: i + 1] - 0.0, wpost, 95)
-                cv.line(xp[i + 1:] + 0.0, yp[i + 1:] + frac.get("step", 0.025), wpost, 95)
-                cv.line(xp[2:i], yp[2:i], wpost * 0.45, 70)
+                cv.line(xp[: i + 1], yp[: i + 1], wpost, 62)
+                cv.line(xp[i + 1:], yp[i + 1:] + frac.get("step", 0.025), wpost, 62)
+                cv.line(xp[2:i], yp[2:i], wpost * 0.45, 48)
                 # the gap: a dark line across the rib
                 xg, yg = xp[i] * 0.5 + xp[i + 1] * 0.5, yp[i] * 0.5 + yp[i + 1] * 0.5
                 cv.line([xg, xg + side * 0.002], [yg - 0.04, yg + 0.04], max(gap, 0.008), 0)
-            cv.line(xa, ya, wpost * 0.7, 45)
+            cv.line(xa, ya, wpost * 0.7, 30)
         # clavicle: S-shaped from the sternal notch to the acromion
         t = np.linspace(0, 1, 12)
         yc = -0.66 + (0.06 if p.view == "AP" else 0.0)
@@ -381,7 +381,7 @@ def _draw_vessels(p: Patient, size: int, congestion: float = 0.0) -> np.ndarray:
                     a += 0.15 * next(noise)
                     xs.append(xs[-1] + side * math.cos(a) * step)
                     ys.append(ys[-1] + math.sin(a) * step)
-                cv.line(xs, ys, w, 110 - 15 * depth)
+                cv.line(xs, ys, w, 125 - 28 * depth)
                 if depth < 3 and w > 0.004:
                     for da in (-0.45, 0.4):
                         stack.append((xs[-1], ys[-1], a + da + 0.15 * next(noise), ln * 0.62, w * 0.62, depth + 1))
@@ -396,14 +396,14 @@ def render_anatomy(p: Patient, size: int, fractures=(), congestion: float = 0.0)
     sh = np.clip((y + 1.05) / 0.45, 0.0, 1.0)
     hw = 0.26 + (p.body_halfwidth - 0.26) * np.sqrt(1.0 - (1.0 - sh) ** 2)
     hw = hw - 0.05 * smoothstep(0.5, 1.2, y)
-    tissue = np.sqrt(np.clip(1.0 - (x / hw) ** 2, 0.0, 1.0)) ** 0.8 * p.soft_tissue
+    tissue = np.sqrt(np.clip(1.0 - (x / hw) ** 2, 0.0, 1.0)) * p.soft_tissue
     # arms beside the chest (partly in the field on most films)
     arm = np.clip(1.0 - ((ax - p.body_halfwidth - 0.17) / 0.13) ** 2, 0.0, 1.0) ** 0.5 * (y > -0.8)
     tissue = tissue + 0.6 * arm * ramp(y + 0.8, 0.25) * p.soft_tissue
     if p.breast > 0:
         for side in (RIGHT, LEFT):
-            d = ((x - side * 0.48) / 0.38) ** 2 + ((y - 0.42) / 0.30) ** 2
-            tissue = tissue + 0.25 * p.breast * np.clip(1.0 - d, 0, 1) ** 0.5 * (y > 0.25)
+            d = ((x - side * 0.50) / 0.45) ** 2 + ((y - 0.45) / 0.32) ** 2
+            tissue = tissue + 0.12 * p.breast * np.clip(1.0 - d, 0, 1) * ramp(y - 0.2, 0.1)
     lung = {s: lung_mask(p, s, x, y) for s in (RIGHT, LEFT)}
     heart = heart_mask(p, x, y)
     # lung air: thicker centrally and at the bases, thinner at the apices and the periphery
@@ -438,7 +438,7 @@ def render_anatomy(p: Patient, size: int, fractures=(), congestion: float = 0.0)
     lungs = np.clip(lung[RIGHT] + lung[LEFT], 0, 1)
     vessels = vessels * lungs
     # bones are seen best against the air-filled lungs, poorly through the abdomen and heart
-    bone = bone * (0.3 + 0.7 * lungs * (1.0 - 0.5 * heart))
+    bone = bone * (0.2 + 0.8 * lungs * (1.0 - 0.5 * heart))
     zeros = np.zeros_like(x)
     return Layers(
         x=x, y=y, tissue=tissue, air=air, lung=lung, heart=heart, bone=bone, vessels=vessels,
@@ -449,7 +449,7 @@ def render_anatomy(p: Patient, size: int, fractures=(), congestion: float = 0.0)
 def compose(layers: Layers, p: Patient, rng: np.random.Generator) -> np.ndarray:
     """Turn attenuation layers into a radiograph in [0, 1] (bright = attenuating), with film noise."""
     att = (
-        1.15 * layers.tissue
+        1.0 * layers.tissue
         - 0.80 * np.minimum(layers.air, 1.0) * (1.0 - np.clip(layers.extra, 0, 1))
         + 0.15 * layers.extra
         + 0.85 * layers.bone

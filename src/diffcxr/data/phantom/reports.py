@@ -72,7 +72,8 @@ def _positive(f: Finding, rng, hedge: bool) -> tuple[Sentence, Sentence]:
             return (s, {"Cardiomegaly": -1}), ("Borderline heart size.", {"Cardiomegaly": -1})
         s = _pick(rng, [f"{_cap(ADJ[sev])} cardiomegaly.", f"The heart is {ADV[sev]} enlarged.",
                         f"The cardiac silhouette is {ADV[sev]} enlarged.",
-                        f"{_cap(ADJ[sev])} enlargement of the cardiac silhouette."])
+                        f"{_cap(ADJ[sev])} enlargement of the cardiac silhouette.", "The heart is enlarged.",
+                        "Enlarged cardiac silhouette.", f"{_cap(ADJ[sev])} cardiac enlargement."])
         return (s, {"Cardiomegaly": 1}), (_pick(rng, ["Cardiomegaly.", f"{_cap(ADJ[sev])} cardiomegaly."]),
                                           {"Cardiomegaly": 1})
     if k == "enlarged_cardiomediastinum":
@@ -95,7 +96,9 @@ def _positive(f: Finding, rng, hedge: bool) -> tuple[Sentence, Sentence]:
                             f"Trace {where} {eff} {'are' if bil else 'is'} not excluded."])
             return (s, {"Pleural Effusion": -1}), (f"Possible small {where} {eff}.", {"Pleural Effusion": -1})
         s = _pick(rng, [f"{_cap(SIZE[sev])} {where} {eff}.", f"There {'are' if bil else 'is a'} {SIZE[sev]} {where} {eff}.",
-                        f"{_cap(SIZE[sev])} {where} {eff} with a meniscus along the lateral chest wall."])
+                        f"{_cap(SIZE[sev])} {where} {eff} with a meniscus along the lateral chest wall.",
+                        (f"Bilateral {SIZE[sev]} pleural effusions." if bil
+                         else f"Layering {SIZE[sev]} {side} pleural effusion.")])
         return (s, {"Pleural Effusion": 1}), (f"{_cap(SIZE[sev])} {where} {eff}.", {"Pleural Effusion": 1})
     if k == "pneumothorax":
         ap = " apical" if f.detail.get("apical") else ""
@@ -103,7 +106,8 @@ def _positive(f: Finding, rng, hedge: bool) -> tuple[Sentence, Sentence]:
             s = _pick(rng, [f"Questionable tiny {side}{ap} pneumothorax.",
                             f"A small {side}{ap} pneumothorax cannot be excluded."])
             return (s, {"Pneumothorax": -1}), (f"Possible small {side}{ap} pneumothorax.", {"Pneumothorax": -1})
-        s = _pick(rng, [f"{_cap(SIZE[sev])} {side}{ap} pneumothorax.", f"There is a {SIZE[sev]} {side}{ap} pneumothorax.",
+        size_word = _pick(rng, ["tiny", "small"]) if sev == 1 else SIZE[sev]
+        s = _pick(rng, [f"{_cap(size_word)} {side}{ap} pneumothorax.", f"There is a {size_word} {side}{ap} pneumothorax.",
                         f"A {side} visceral pleural line is seen, consistent with a {SIZE[sev]} pneumothorax."])
         imp = f"{_cap(SIZE[sev])} {side} pneumothorax."
         return (s, {"Pneumothorax": 1}), (imp, {"Pneumothorax": 1})
@@ -126,8 +130,12 @@ def _positive(f: Finding, rng, hedge: bool) -> tuple[Sentence, Sentence]:
                 s = f"Possible subtle opacity in the {loc}."
                 return (s, {"Lung Opacity": -1}), (f"Possible {adj} opacity.", {"Lung Opacity": -1})
             kind = "Patchy" if not lobar else _pick(rng, ["Hazy", "Ill-defined"])
-            s = _pick(rng, [f"{kind} opacity in the {loc}.", f"{kind} airspace opacity in the {loc}.",
-                            f"There is {kind.lower()} opacity in the {loc}.", f"{_cap(adj)} opacity."])
+            options = [f"{kind} opacity in the {loc}.", f"{kind} airspace opacity in the {loc}.",
+                       f"There is {kind.lower()} opacity in the {loc}.", f"{_cap(adj)} opacity.",
+                       f"{_cap(adj)} airspace disease."]
+            if side == "left" and f.detail["lobe"] == "lower":
+                options.append("Retrocardiac opacity.")
+            s = _pick(rng, options)
             return (s, {"Lung Opacity": 1}), (f"{_cap(adj)} opacity.", {"Lung Opacity": 1})
         # pneumonia: the image shows consolidation/opacity; the report names the cause
         if hedge or rng.random() < 0.25:
@@ -152,6 +160,7 @@ def _positive(f: Finding, rng, hedge: bool) -> tuple[Sentence, Sentence]:
             (f"{_cap(ADJ[sev])} pulmonary edema{kerley}.", {"Edema": 1}),
             (f"{_cap(ADJ[sev])} interstitial pulmonary edema{kerley}.", {"Edema": 1}),
             (f"Pulmonary vascular congestion with {ADJ[sev]} interstitial edema.", {"Edema": 1}),
+            (("Mild pulmonary vascular congestion." if sev == 1 else f"{_cap(ADJ[sev])} pulmonary edema."), {"Edema": 1}),
             (f"Perihilar haziness and vascular congestion, consistent with {ADJ[sev]} pulmonary edema.",
              {"Edema": 1, "Lung Opacity": 1}),
         ])
@@ -179,7 +188,8 @@ def _positive(f: Finding, rng, hedge: bool) -> tuple[Sentence, Sentence]:
             return (s, {"Lung Lesion": -1}), (f"Possible {loc} nodule; CT recommended.", {"Lung Lesion": -1})
         s = _pick(rng, [f"{cm:g} cm {typ} in the {loc}.", f"There is a {cm:g} cm {side} {zone} {typ}.",
                         f"A well-circumscribed {cm:g} cm pulmonary {typ} projects over the {loc}.",
-                        f"{_cap(loc)} {typ} measuring {cm:g} cm."])
+                        f"{_cap(loc)} {typ} measuring {cm:g} cm.",
+                        (f"Spiculated {cm:g} cm mass in the {loc}." if typ == "mass" else f"Round {cm:g} cm nodule in the {loc}.")])
         return (s, {"Lung Lesion": 1}), (f"{_cap(loc)} {typ}.", {"Lung Lesion": 1})
     if k == "fracture":
         rib = ORDINAL[f.detail["rib"] + 1]
@@ -202,10 +212,13 @@ def _positive(f: Finding, rng, hedge: bool) -> tuple[Sentence, Sentence]:
             elif d == "cvc":
                 where = "Right internal jugular" if f.detail.get("cvc_side") == "right" else "Left subclavian"
                 parts.append(_pick(rng, [f"{where} central venous catheter terminates in the mid SVC.",
-                                         f"{where} central line with tip at the cavoatrial junction."]))
+                                         f"{where} central line with tip at the cavoatrial junction.",
+                                         ("Right IJ line tip in the SVC." if where.startswith("Right")
+                                          else "Left subclavian line tip projects over the SVC.")]))
             elif d == "enteric":
                 parts.append(_pick(rng, ["Enteric tube courses below the diaphragm with the tip in the stomach.",
-                                         "Nasogastric tube tip is in the stomach."]))
+                                         "Nasogastric tube tip is in the stomach.",
+                                         "The tip of the NG tube is below the diaphragm."]))
             elif d == "pacemaker":
                 parts.append(_pick(rng, ["Left chest wall pacemaker with leads in the right atrium and right ventricle.",
                                          "Left-sided dual-lead pacemaker is in place."]))
@@ -219,42 +232,46 @@ def _positive(f: Finding, rng, hedge: bool) -> tuple[Sentence, Sentence]:
 
 
 # ------------------------------------------------------------------------------------ negatives
-NEGATIVES: list[tuple[tuple[str, ...], list[str]]] = [
-    # (findings that must be absent, templates that negate exactly those findings)
-    (("Pleural Effusion", "Pneumothorax"), ["No pleural effusion or pneumothorax.", "There is no pleural effusion or pneumothorax.",
-                                            "No effusion or pneumothorax."]),
-    (("Pleural Effusion",), ["No pleural effusion.", "No pleural effusions."]),
-    (("Pneumothorax",), ["No pneumothorax.", "There is no pneumothorax."]),
-    (("Consolidation",), ["No focal consolidation.", "There is no focal consolidation."]),
-    (("Consolidation", "Lung Opacity"), ["No focal consolidation or airspace opacity."]),
-    (("Pneumonia",), ["No evidence of pneumonia."]),
-    (("Edema",), ["No pulmonary edema.", "No evidence of pulmonary edema."]),
-    (("Cardiomegaly",), ["Heart size is normal.", "The heart is normal in size.", "Normal heart size."]),
-    (("Cardiomegaly", "Enlarged Cardiomediastinum"), ["The cardiomediastinal silhouette is within normal limits.",
-                                                      "Heart size and mediastinal contours are normal.",
-                                                      "Normal cardiomediastinal silhouette."]),
-    (("Enlarged Cardiomediastinum",), ["The mediastinal contours are normal.", "Mediastinal contours are within normal limits."]),
-    (("Lung Lesion",), ["No suspicious pulmonary nodules or masses.", "No focal mass or nodule."]),
-    (("Fracture",), ["No acute fracture.", "No displaced rib fracture."]),
+NEGATIVES: list[tuple[str, tuple[str, ...], list[str]]] = [
+    # (report section, findings that must be absent, templates that negate exactly those findings)
+    ("pleura", ("Pleural Effusion", "Pneumothorax"), ["No pleural effusion or pneumothorax.",
+                                                      "There is no pleural effusion or pneumothorax.",
+                                                      "No effusion or pneumothorax."]),
+    ("pleura", ("Pleural Effusion",), ["No pleural effusion.", "No pleural effusions."]),
+    ("pleura", ("Pleural Effusion", "Pneumothorax", "Consolidation"), [
+        "No pleural effusion, pneumothorax, or focal consolidation.",
+        "No focal consolidation, pleural effusion or pneumothorax."]),
+    ("pleura", ("Pneumothorax",), ["No pneumothorax.", "There is no pneumothorax.", "No pneumothorax is seen."]),
+    ("lungs", ("Consolidation", "Pleural Effusion", "Pneumothorax"), [
+        "The lungs are clear without focal consolidation, effusion, or pneumothorax."]),
+    ("lungs", ("Consolidation",), ["No focal consolidation.", "There is no focal airspace consolidation."]),
+    ("lungs", ("Consolidation", "Lung Opacity"), ["No focal consolidation or airspace opacity."]),
+    ("lungs", ("Pneumonia",), ["No evidence of pneumonia."]),
+    ("lungs", ("Edema",), ["No pulmonary edema.", "No evidence of pulmonary edema."]),
+    ("lungs", ("Lung Lesion",), ["No suspicious pulmonary nodules or masses.", "No focal mass or nodule."]),
+    ("heart", ("Cardiomegaly",), ["Heart size is normal.", "The heart is normal in size.", "Normal heart size."]),
+    ("heart", ("Cardiomegaly", "Enlarged Cardiomediastinum"), [
+        "The cardiomediastinal silhouette is within normal limits.", "Heart size and mediastinal contours are normal.",
+        "Normal cardiomediastinal silhouette.", "Cardiac and mediastinal contours are normal.",
+        "The heart and mediastinum are within normal limits."]),
+    ("heart", ("Enlarged Cardiomediastinum",), ["The mediastinal contours are normal.",
+                                                "Mediastinal contours are within normal limits.",
+                                                "The mediastinum is not widened."]),
+    ("bones", ("Fracture",), ["No acute fracture.", "No displaced rib fracture.", "No acute rib fracture is identified."]),
 ]
-# Groups of negation templates in report order: lungs, pleura, heart/mediastinum, bones.
-_NEG_ORDER = {"lungs": (3, 4, 5, 6, 10), "pleura": (0, 1, 2), "heart": (7, 8, 9), "bones": (11,)}
 
 
 def _negatives(rng, asserted: dict, normal: bool) -> dict[str, list[Sentence]]:
     """Pick explicit negative sentences for findings that are absent (more of them for normal studies)."""
-    out: dict[str, list[Sentence]] = {k: [] for k in _NEG_ORDER}
+    out: dict[str, list[Sentence]] = {"lungs": [], "pleura": [], "heart": [], "bones": []}
     taken: set[str] = set(asserted)
     p_use = 0.85 if normal else 0.45
-    for group, idxs in _NEG_ORDER.items():
-        order = list(idxs)
-        rng.shuffle(order)
-        for i in order:
-            findings, templates = NEGATIVES[i]
-            if any(f in taken for f in findings) or rng.random() > p_use:
-                continue
-            out[group].append((_pick(rng, templates), {f: 0 for f in findings}))
-            taken.update(findings)
+    for i in rng.permutation(len(NEGATIVES)).tolist():
+        group, findings, templates = NEGATIVES[i]
+        if any(f in taken for f in findings) or rng.random() > p_use:
+            continue
+        out[group].append((_pick(rng, templates), {f: 0 for f in findings}))
+        taken.update(findings)
     return out
 
 
@@ -305,7 +322,9 @@ def write_report(findings: list[Finding], rng: np.random.Generator) -> tuple[str
     negs = _negatives(rng, asserted, normal)
     body: list[Sentence] = list(groups["devices"])
     lung_pos = groups["lungs"]
-    if not lung_pos and not any(f.kind in ("pleural_effusion", "pneumothorax") for f in findings) and rng.random() < 0.7:
+    clear_said = any(t.startswith("The lungs are clear") for t, _ in negs["lungs"])
+    if (not lung_pos and not clear_said and rng.random() < 0.7
+            and not any(f.kind in ("pleural_effusion", "pneumothorax") for f in findings)):
         body.append((_pick(rng, NORMAL_LUNGS), {}))
     body += lung_pos + negs["lungs"] + groups["pleura"] + negs["pleura"] + groups["heart"] + negs["heart"]
     body += groups["bones"] + negs["bones"]
