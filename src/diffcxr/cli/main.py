@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "generate": "diffcxr.cli.generate",
     "data": "diffcxr.cli.data",
     "filter": "diffcxr.cli.filter",
+    "evaluate": "diffcxr.cli.evaluate",
 }
 
 # Errors that are caused by the user's input/environment rather than by a bug in diffcxr.

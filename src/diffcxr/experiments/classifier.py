@@ -183,7 +183,8 @@ def save_classifier(model: SmallCXRClassifier, directory) -> Path:
 
 
 def load_classifier(directory) -> nn.Module:
-    """Load a classifier folder: ours (``SmallCXRClassifier``), else the training engineer's format if present."""
+    """Load a classifier folder: :class:`SmallCXRClassifier` (ours) or ``CXRClassifier`` (``diffcxr train classifier``;
+    its stage folder ``OUT/classifier`` or the model folder ``OUT/classifier/classifier``)."""
     directory = Path(directory)
     config_path = directory / "config.json"
     if not directory.is_dir():
@@ -199,20 +200,12 @@ def load_classifier(directory) -> nn.Module:
             raise DiffCXRError(f"{weights} not found")
         model.load_state_dict(load_file(str(weights)))
         return model.eval()
-    try:
-        from diffcxr.training import classifier as trained  # the training engineer's classifier, when present
-    except ImportError:
-        trained = None
-    for name in ("load_classifier", "from_pretrained"):
-        loader = getattr(trained, name, None) if trained else None
-        if callable(loader):
-            return loader(directory).eval()
-    if trained is not None:
-        for obj in vars(trained).values():
-            if isinstance(obj, type) and issubclass(obj, nn.Module) and hasattr(obj, "from_pretrained"):
-                try:
-                    return obj.from_pretrained(directory).eval()
-                except Exception:  # noqa: BLE001 - try the next class
-                    continue
+    if not config and (directory / "classifier" / "config.json").is_file():  # a `diffcxr train classifier` stage folder
+        directory = directory / "classifier"
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    if config.get("_class_name") == "CXRClassifier":  # the training engineer's diffusers-style model
+        from diffcxr.training.classifier import CXRClassifier
+
+        return CXRClassifier.from_pretrained(directory).eval()
     raise DiffCXRError(f"{directory} is not a classifier folder this version can read (expected config.json "
                        f"with _class_name {CLASS_NAME!r} and model.safetensors)")

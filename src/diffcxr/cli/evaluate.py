@@ -1,0 +1,149 @@
+"""``diffcxr evaluate``: FID/KID, mAUC, MS-SSIM diversity and memorisation of generated chest X-rays.
+
+Writes ``OUT/metrics.json`` (every number with its protocol: extractor, N, resize, split, label policy) and a
+readable ``OUT/report.md`` with tables and per-finding sample grids (``OUT/grids/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "evaluate generated images: FID/KID, mAUC, MS-SSIM diversity, memorisation -> metrics.json + report.md"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--real", required=True, help="real dataset spec SOURCE:PATH (the reference images)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--generated", help="folder of generated PNGs with JSON sidecars (from diffcxr generate)")
+    src.add_argument("--model", help="saved DiffCXRPipeline: generate from --reports first (into OUT/generated)")
+    parser.add_argument("--reports", help="with --model: dataset spec whose reports (split --split) condition generation")
+    parser.add_argument("--metrics", default="fid,kid,msssim,mauc,memorization",
+                        help="comma-separated subset of fid,kid,msssim,mauc,memorization (default: all)")
+    parser.add_argument("--extractor", default="cxr", help="feature network: cxr (default; needs --classifier), "
+                        "random (tests only), inception (torch-fidelity), xrv (torchxrayvision)")
+    parser.add_argument("--classifier", help="trained CXR classifier folder (mAUC scores, 'cxr' features)")
+    parser.add_argument("--n", type=int, default=0, help="use at most N real and N generated images (0 = all)")
+    parser.add_argument("--size", type=int, default=0, help="read images at SxS (default: the generated images' size)")
+    parser.add_argument("--split", default="test", help="split of --real used as reference (train/val/test/all; default test)")
+    parser.add_argument("--train-split", default="train", help="split of --real searched for memorisation (default train)")
+    parser.add_argument("--max-train", type=int, default=20000, help="at most this many training images for memorisation")
+    parser.add_argument("--memorization-threshold", type=float, default=0.95, help="cosine flagged as a near copy (default 0.95)")
+    parser.add_argument("--uncertain", choices=("exclude", "positive", "negative"), default="exclude",
+                        help="uncertain (-1) report labels in AUROC (default exclude)")
+    parser.add_argument("--missing", choices=("negative", "exclude"), default="negative",
+                        help="findings the report does not mention (default negative)")
+    parser.add_argument("--kid-subsets", type=int, default=100)
+    parser.add_argument("--kid-subset-size", type=int, default=1000)
+    parser.add_argument("--samples-per-report", type=int, default=4, help="with --model: images per report (default 4)")
+    parser.add_argument("--n-reports", type=int, default=64, help="with --model: number of reports (default 64)")
+    parser.add_argument("--steps", type=int, default=50, help="with --model: solver steps (default 50)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="torch device for the feature network/classifier")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def _generate(args, out_dir):
+    """Generate ``--samples-per-report`` images for ``--n-reports`` reports of ``--reports`` with diffcxr generate."""
+    import json
+
+    from diffcxr.cli.main import main as cli_main
+    from diffcxr.data.sources import read_records
+    from diffcxr.errors import DiffCXRError
+
+    if not args.reports:
+        raise DiffCXRError("--model needs --reports SPEC (the reports to generate from)")
+    split = None if args.split == "all" else args.split
+    records = [r for r in read_records(args.reports, split=split) if r.report]
+    if not records:
+        raise DiffCXRError(f"no reports in {args.reports} (split {args.split})")
+    records = records[: args.n_reports]
+    gen_dir = out_dir / "generated"
+    gen_dir.mkdir(parents=True, exist_ok=True)
+    jsonl = out_dir / "reports.jsonl"
+    jsonl.write_text("".join(json.dumps({"id": r.id, "report": r.report}) + "\n" for r in records), encoding="utf-8")
+    argv = ["generate", "--input", str(jsonl), "--model", args.model, "--out", str(gen_dir),
+            "--n", str(args.samples_per_report), "--steps", str(args.steps), "--seed", str(args.seed)]
+    if args.quiet:
+        argv.append("--quiet")
+    code = cli_main(argv)
+    if code:
+        raise DiffCXRError(f"generation failed (diffcxr {' '.join(argv)} exited {code})")
+    return gen_dir
+
+
+def run(args: argparse.Namespace) -> int:
+    import random
+    import sys
+    from pathlib import Path
+
+    from diffcxr.data.image_io import read_image_array
+    from diffcxr.data.sources import read_records
+    from diffcxr.errors import DiffCXRError
+    from diffcxr.experiments.evaluation import METRICS, evaluate, read_generated, write_report
+
+    log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    metrics = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise DiffCXRError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}")
+    if args.n < 0 or args.size < 0 or args.batch_size < 1:
+        raise DiffCXRError("--n and --size must be >= 0 and --batch-size >= 1")
+    if args.size and not 16 <= args.size <= 2048:
+        raise DiffCXRError(f"--size must be between 16 and 2048, got {args.size}")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    gen_dir = Path(args.generated) if args.generated else _generate(args, out_dir)
+    generated = read_generated(gen_dir, args.n or None, need_labels="mauc" in metrics)
+    size = args.size or read_image_array(generated[0].path).shape[0]
+
+    split = None if args.split == "all" else args.split
+    needs_real = any(m in metrics for m in ("fid", "kid", "mauc", "memorization"))
+    real = []
+    if needs_real:
+        real = read_records(args.real, split=split, require_images=True)
+        if not real:
+            raise DiffCXRError(f"no real images in {args.real} (split {args.split}); try --split all")
+        if args.n and len(real) > args.n:
+            real = random.Random(args.seed).sample(real, args.n)
+    train = None
+    if "memorization" in metrics:
+        train = read_records(args.real, split=args.train_split, require_images=True)
+        if len(train) > args.max_train:
+            train = random.Random(args.seed).sample(train, args.max_train)
+
+    extractor = classifier = None
+    if any(m in metrics for m in ("fid", "kid", "memorization")):
+        from diffcxr.metrics.extractors import load_extractor
+
+        extractor = load_extractor(args.extractor, classifier=args.classifier, device=args.device, seed=args.seed)
+    if "mauc" in metrics:
+        if not args.classifier:
+            raise DiffCXRError("mauc needs --classifier DIR (a CXR classifier trained on real images)")
+        from diffcxr.experiments.classifier import load_classifier
+
+        classifier = extractor.module if extractor is not None and args.extractor == "cxr" else load_classifier(args.classifier)
+
+    protocol = {"real": args.real, "split": args.split, "generated": str(gen_dir), "train_split": args.train_split,
+                "uncertain": args.uncertain, "missing": args.missing, "classifier": args.classifier,
+                "seed": args.seed, "n_limit": args.n or None}
+    results = evaluate(real_records=real, generated=generated, metrics=metrics, size=size, extractor=extractor,
+                       classifier=classifier, train_records=train, batch_size=args.batch_size,
+                       kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
+                       memorization_threshold=args.memorization_threshold, uncertain=args.uncertain,
+                       missing=args.missing, seed=args.seed, protocol=protocol, log=log)
+    report = write_report(results, generated, out_dir, size)
+    summary = [f"{k}={results[k]:.4f}" for k in ("fid",) if k in results]
+    if "kid" in results:
+        summary.append(f"kid={results['kid']['mean']:.5f}")
+    if "mauc" in results and results["mauc"]["generated"]["mauc"] is not None:
+        summary.append(f"mauc={results['mauc']['generated']['mauc']:.4f}")
+    if "msssim" in results:
+        summary.append(f"msssim={results['msssim']['msssim']:.4f}")
+    if "memorization" in results:
+        summary.append(f"memorized={results['memorization']['share_above']:.2%}")
+    print(" ".join(summary))
+    print(f"wrote {out_dir / 'metrics.json'} and {report}")
+    return 0

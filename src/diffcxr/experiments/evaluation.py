@@ -1,0 +1,321 @@
+"""The ``diffcxr evaluate`` driver: one streaming pass over real and generated images, then every metric.
+
+Protocol (recorded in ``metrics.json["protocol"]``):
+
+- Images are read with :func:`diffcxr.data.load_image` at ``size×size`` (shorter side resized, centre crop,
+  ``[-1, 1]``); the feature extractor then resizes to its own input size (recorded).
+- Real reference set: the records of ``--real`` in split ``--split`` (default ``test``); with ``--n`` a seeded
+  random subset of N. Generated set: every PNG in the folder (sorted), the first N with ``--n``.
+- FID: :class:`~diffcxr.metrics.fid.StreamingGaussianStats` (memory ``O(D²)``). KID: reservoir sample of at
+  most ``kid_capacity`` features per side, ``kid_subsets`` subsets of ``kid_subset_size``.
+- mAUC: classifier sigmoid scores per generated image vs. the *conditioning report's* labels (sidecar
+  ``labels``, else the report labeler); uncertain excluded, not-mentioned negative by default; the same
+  classifier's mAUC on the real reference images (against their dataset labels) is reported as the yardstick.
+- MS-SSIM: generated images grouped by their report (sidecar ``id``, else the report text), groups of ≥ 2.
+- Memorisation: nearest image of the real *training* split (``train_split``, at most ``max_train``) by
+  extractor-feature cosine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffcxr.errors import DiffCXRError
+from diffcxr.findings import CHEXPERT_FINDINGS
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["GeneratedImage", "read_generated", "labels_from_sidecar", "image_batches", "evaluate", "write_report",
+           "METRICS"]
+
+METRICS = ("fid", "kid", "msssim", "mauc", "memorization")
+
+
+@dataclass
+class GeneratedImage:
+    path: Path
+    id: str
+    report: str | None = None
+    labels: np.ndarray = field(default_factory=lambda: np.full(len(CHEXPERT_FINDINGS), np.nan, np.float32))
+    group: str | None = None
+    labels_source: str = "none"
+    sidecar: dict = field(default_factory=dict)
+
+
+def labels_from_sidecar(value) -> np.ndarray | None:
+    """Sidecar ``labels`` (a dict ``{finding: 1/0/-1/None}`` or a 14-list) → float32 (14,) with NaN; None if absent."""
+    if value is None:
+        return None
+    out = np.full(len(CHEXPERT_FINDINGS), np.nan, np.float32)
+    if isinstance(value, dict):
+        lower = {k.lower(): v for k, v in value.items()}
+        for i, name in enumerate(CHEXPERT_FINDINGS):
+            v = lower.get(name.lower())
+            out[i] = np.nan if v is None else float(v)
+        return out
+    if isinstance(value, (list, tuple)) and len(value) == len(CHEXPERT_FINDINGS):
+        return np.array([np.nan if v is None else float(v) for v in value], np.float32)
+    raise DiffCXRError(f"sidecar labels must be a dict over findings or a list of {len(CHEXPERT_FINDINGS)} values")
+
+
+def read_generated(folder, limit: int | None = None, need_labels: bool = False) -> list[GeneratedImage]:
+    """PNGs of ``folder`` (sorted) with their JSON sidecars (``NAME.json`` next to ``NAME.png``), if any.
+
+    With ``need_labels``, images whose sidecar has no ``labels`` but a ``report`` are labeled with the report
+    labeler (:func:`diffcxr.knowledge.label_report`).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DiffCXRError(f"generated-images folder {folder} not found")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+    if not paths:
+        raise DiffCXRError(f"no PNG images in {folder}")
+    if limit:
+        paths = paths[:limit]
+    items = []
+    for path in paths:
+        item = GeneratedImage(path=path, id=path.stem)
+        side = path.with_suffix(".json")
+        if side.is_file():
+            try:
+                meta = json.loads(side.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise DiffCXRError(f"{side}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(meta, dict):
+                raise DiffCXRError(f"{side}: expected a JSON object")
+            item.sidecar = meta
+            item.report = meta.get("report")
+            item.group = str(meta["id"]) if meta.get("id") is not None else item.report
+            labels = labels_from_sidecar(meta.get("labels"))
+            if labels is not None:
+                item.labels, item.labels_source = labels, "sidecar"
+        if need_labels and item.labels_source == "none" and item.report:
+            from diffcxr.knowledge import label_report
+
+            item.labels, item.labels_source = label_report(item.report).to_vector(), "labeler"
+        items.append(item)
+    return items
+
+
+def image_batches(paths, size: int, batch_size: int = 64):
+    """Yield ``(B, 1, size, size)`` tensors in ``[-1, 1]`` (unreadable files raise ImageReadError)."""
+    from diffcxr.data.image_io import load_image
+
+    batch = []
+    for path in paths:
+        batch.append(load_image(path, size))
+        if len(batch) == batch_size:
+            yield torch.stack(batch)
+            batch = []
+    if batch:
+        yield torch.stack(batch)
+
+
+class _Pass:
+    """Everything accumulated in one pass over a set of images."""
+
+    def __init__(self, need_features: bool, kid_capacity: int, keep_features: bool, seed: int) -> None:
+        from diffcxr.metrics import ReservoirSampler, StreamingGaussianStats
+
+        self.stats = StreamingGaussianStats() if need_features else None
+        self.reservoir = ReservoirSampler(kid_capacity, seed) if need_features else None
+        self.features: list[torch.Tensor] | None = [] if keep_features else None
+        self.scores: list[np.ndarray] = []
+        self.n = 0
+
+    def run(self, paths, size, batch_size, extractor=None, classifier=None, kid: bool = False, progress=None):
+        for x in image_batches(paths, size, batch_size):
+            if extractor is not None:
+                f = extractor(x)
+                self.stats.update(f)
+                if kid:
+                    self.reservoir.update(f)
+                if self.features is not None:
+                    self.features.append(f)
+            if classifier is not None:
+                self.scores.append(_classify(classifier, x))
+            self.n += x.shape[0]
+            if progress:
+                progress(x.shape[0])
+        return self
+
+
+@torch.no_grad()
+def _classify(classifier, x: torch.Tensor) -> np.ndarray:
+    size = getattr(classifier, "image_size", None) or (getattr(classifier, "config", None) or {}).get("image_size")
+    if size and x.shape[-1] != size:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    logits = classifier(x)
+    if logits.shape[1] != len(CHEXPERT_FINDINGS):
+        raise DiffCXRError(f"the classifier predicts {logits.shape[1]} findings, expected {len(CHEXPERT_FINDINGS)}")
+    return torch.sigmoid(logits.float()).numpy()
+
+
+def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: int, extractor=None, classifier=None,
+             train_records=None, batch_size: int = 64, kid_subsets: int = 100, kid_subset_size: int = 1000,
+             kid_capacity: int = 10_000, memorization_threshold: float = 0.95, uncertain: str = "exclude",
+             missing: str = "negative", seed: int = 0, protocol: dict | None = None, log=print) -> dict:
+    """Compute the requested ``metrics`` and return the ``metrics.json`` dictionary."""
+    from diffcxr.metrics import (intra_prompt_msssim, kernel_inception_distance, frechet_distance, memorization,
+                                 per_finding_auroc)
+
+    metrics = list(metrics)
+    need_features = any(m in metrics for m in ("fid", "kid", "memorization"))
+    if need_features and extractor is None:
+        raise DiffCXRError("fid/kid/memorization need a feature extractor")
+    if "mauc" in metrics and classifier is None:
+        raise DiffCXRError("mauc needs a trained classifier: pass --classifier DIR")
+    out: dict = {"protocol": dict(protocol or {})}
+    out["protocol"].update({"size": size, "n_generated": len(generated), "metrics": metrics,
+                            "extractor": extractor.describe() if extractor is not None else None})
+
+    real_pass = None
+    if need_features or "mauc" in metrics:
+        real_paths = [r.image_path for r in real_records]
+        if need_features and len(real_paths) < 2:
+            raise DiffCXRError(f"need at least 2 real images, got {len(real_paths)}")
+        log(f"real: {len(real_paths)} images")
+        real_pass = _Pass(need_features, kid_capacity, False, seed).run(
+            real_paths, size, batch_size, extractor if need_features else None,
+            classifier if "mauc" in metrics else None, kid="kid" in metrics)
+    log(f"generated: {len(generated)} images")
+    gen_pass = _Pass(need_features, kid_capacity, "memorization" in metrics, seed + 1).run(
+        [g.path for g in generated], size, batch_size, extractor if need_features else None,
+        classifier if "mauc" in metrics else None, kid="kid" in metrics)
+    out["protocol"]["n_real"] = real_pass.n if real_pass else 0
+    if extractor is not None:
+        out["protocol"]["extractor"] = extractor.describe()
+
+    if "fid" in metrics:
+        a, b = real_pass.stats, gen_pass.stats
+        out["fid"] = frechet_distance(a.mean, a.cov, b.mean, b.cov)
+    if "kid" in metrics:
+        mean, std, used = kernel_inception_distance(real_pass.reservoir.features, gen_pass.reservoir.features,
+                                                    subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
+        out["kid"] = {"mean": mean, "std": std, "subsets": kid_subsets, "subset_size": used,
+                      "reservoir": kid_capacity, "kernel": "(x.y/D + 1)^3"}
+    if "mauc" in metrics:
+        labeled = [i for i, g in enumerate(generated) if g.labels_source != "none"]
+        if not labeled:
+            raise DiffCXRError("mauc needs the conditioning reports: no generated image has a JSON sidecar with "
+                               "'labels' or 'report' (write them with diffcxr generate)")
+        scores = np.concatenate(gen_pass.scores)[labeled]
+        labels = np.stack([generated[i].labels for i in labeled])
+        res = per_finding_auroc(scores, labels, uncertain=uncertain, missing=missing)
+        sources = sorted({generated[i].labels_source for i in labeled})
+        out["mauc"] = {"generated": res.to_dict(), "n_labeled": len(labeled), "labels_from": sources}
+        real_labels = np.stack([r.labels for r in real_records])
+        if real_pass.n and not np.isnan(real_labels).all():
+            real_res = per_finding_auroc(np.concatenate(real_pass.scores), real_labels, uncertain=uncertain,
+                                         missing=missing)
+            out["mauc"]["real"] = real_res.to_dict()
+        out["_auroc_tables"] = {"generated": res.table(),
+                                "real": real_res.table() if "real" in out["mauc"] else None}
+    if "msssim" in metrics:
+        groups: dict[str, list[int]] = {}
+        for i, g in enumerate(generated):
+            if g.group:
+                groups.setdefault(g.group, []).append(i)
+        groups = {k: v for k, v in groups.items() if len(v) >= 2}
+        if not groups:
+            raise DiffCXRError("msssim needs several images per report: no two generated images share a report "
+                               "(generate with --n 4)")
+
+        def tensors():
+            for idx in groups.values():
+                yield (torch.cat(list(image_batches([generated[i].path for i in idx], size, len(idx)))) + 1) / 2
+
+        res = intra_prompt_msssim(tensors())
+        res["samples_per_report"] = float(np.mean([len(v) for v in groups.values()]))
+        out["msssim"] = res
+    if "memorization" in metrics:
+        train_records = list(train_records or [])
+        if not train_records:
+            raise DiffCXRError("memorization needs training images (--train-split of --real is empty)")
+        log(f"train (memorisation): {len(train_records)} images")
+        train_feats = torch.cat([extractor(x) for x in image_batches([r.image_path for r in train_records], size,
+                                                                       batch_size)])
+        res = memorization(torch.cat(gen_pass.features), train_feats, memorization_threshold)
+        out["memorization"] = res.to_dict([g.id for g in generated], [r.id for r in train_records])
+        out["memorization"]["n_train"] = len(train_records)
+        out["_memo_pairs"] = [(generated[a].path, train_records[b].image_path, c) for a, b, c in res.closest]
+    return out
+
+
+def _fmt(v, digits=3):
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def write_report(results: dict, generated: list[GeneratedImage], out_dir, size: int, grid_per_finding: int = 8) -> Path:
+    """Write ``metrics.json``, ``report.md`` and the sample grids (``grids/*.png``) into ``out_dir``."""
+    from diffcxr.data.contact_sheet import make_contact_sheet
+    from diffcxr.data.image_io import load_image
+
+    out_dir = Path(out_dir)
+    (out_dir / "grids").mkdir(parents=True, exist_ok=True)
+    tables = results.pop("_auroc_tables", None)
+    pairs = results.pop("_memo_pairs", None)
+    (out_dir / "metrics.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+
+    p = results["protocol"]
+    ext = p.get("extractor") or {}
+    lines = ["# diffcxr evaluation", "",
+             "## Protocol", "",
+             "| | |", "|---|---|",
+             f"| real | `{p.get('real')}` split `{p.get('split')}`, N = {p.get('n_real')} |",
+             f"| generated | `{p.get('generated')}`, N = {p.get('n_generated')} |",
+             f"| image size | {size}×{size} (shorter side resized, centre crop) |",
+             f"| feature extractor | {ext.get('name', 'none')} (dim {ext.get('dim')}, resize {ext.get('resize')}) |",
+             f"| labels | uncertain: {p.get('uncertain')}, not mentioned: {p.get('missing')} |",
+             "", "## Summary", "", "| metric | value |", "|---|---:|"]
+    if "fid" in results:
+        lines.append(f"| FID ({ext.get('name')}) | {results['fid']:.4g} |")
+    if "kid" in results:
+        k = results["kid"]
+        lines.append(f"| KID ({ext.get('name')}) | {k['mean']:.5f} ± {k['std']:.5f} |")
+    if "mauc" in results:
+        lines.append(f"| mAUC, generated vs. conditioning reports | {_fmt(results['mauc']['generated']['mauc'])} |")
+        if "real" in results["mauc"]:
+            lines.append(f"| mAUC, real reference images (yardstick) | {_fmt(results['mauc']['real']['mauc'])} |")
+    if "msssim" in results:
+        m = results["msssim"]
+        lines.append(f"| MS-SSIM within report ({m['scales']} scales; lower = more diverse) | {m['msssim']:.4f} |")
+    if "memorization" in results:
+        m = results["memorization"]
+        lines.append(f"| nearest-train cosine ≥ {m['threshold']} | {m['share_above']:.2%} ({m['n_above']}/{m['n_generated']}) |")
+    if tables:
+        lines += ["", "## Per-finding AUROC (generated images vs. their conditioning reports)", "", tables["generated"]]
+        if tables.get("real"):
+            lines += ["", "## Per-finding AUROC of the same classifier on real reference images", "", tables["real"]]
+    grids = []
+    for k, name in enumerate(CHEXPERT_FINDINGS):
+        chosen = [g for g in generated if g.labels[k] == 1][:grid_per_finding]
+        if not chosen:
+            continue
+        images = [(load_image(g.path, size)[0].numpy() + 1) / 2 for g in chosen]
+        sheet = make_contact_sheet(images, [g.report or g.id for g in chosen], tile=max(size, 128), columns=4,
+                                   caption_lines=3, title=f"{name}: generated, report positive")
+        file = f"grids/{name.lower().replace(' ', '_')}.png"
+        sheet.save(out_dir / file)
+        grids.append((name, file))
+    if grids:
+        lines += ["", "## Samples per finding (conditioning report positive)", ""]
+        lines += [f"### {name}\n\n![{name}]({file})\n" for name, file in grids]
+    if pairs:
+        images, captions = [], []
+        for gen_path, train_path, cos in pairs:
+            images += [(load_image(gen_path, size)[0].numpy() + 1) / 2, (load_image(train_path, size)[0].numpy() + 1) / 2]
+            captions += [f"generated {Path(gen_path).name} cos {cos:.3f}", f"train {Path(train_path).name}"]
+        make_contact_sheet(images, captions, tile=max(size, 128), columns=2, caption_lines=2,
+                           title="closest generated/train pairs").save(out_dir / "grids/memorization_pairs.png")
+        lines += ["", "## Closest generated / training pairs", "", "![pairs](grids/memorization_pairs.png)"]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

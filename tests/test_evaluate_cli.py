@@ -1,0 +1,90 @@
+"""``diffcxr evaluate`` in-process on tiny folders: a phantom 'real' set and PNGs with JSON sidecars."""
+
+import json
+
+import numpy as np
+import pytest
+
+from diffcxr.cli.main import main
+from diffcxr.findings import CHEXPERT_FINDINGS
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from diffcxr.data import read_records, save_png
+    from diffcxr.data.phantom import make_phantom_dataset
+    from diffcxr.experiments.classifier import SmallCXRClassifier, save_classifier
+
+    root = tmp_path_factory.mktemp("evaluate")
+    make_phantom_dataset(24, 32, root / "real", seed=0, progress=False)
+    records = read_records(f"phantom:{root / 'real'}")
+    gen = root / "gen"
+    gen.mkdir()
+    rng = np.random.default_rng(0)
+    for i, record in enumerate(records[:6]):  # 6 reports x 2 samples: noisy copies of real phantoms
+        from diffcxr.data import load_image
+
+        base = (load_image(record.image_path, 32)[0].numpy() + 1) / 2
+        for k in range(2):
+            img = np.clip(base + rng.normal(0, 0.05, base.shape), 0, 1)
+            save_png(img, gen / f"r{i}_{k:02d}.png", value_range=(0.0, 1.0))
+            labels = {name: (None if np.isnan(v) else float(v)) for name, v in zip(CHEXPERT_FINDINGS, record.labels)}
+            side = {"report": record.report, "id": record.id, "index": k, "seed": k, "labels": labels}
+            if i == 5:  # no labels in the sidecar: the labeler derives them from the report
+                side.pop("labels")
+            (gen / f"r{i}_{k:02d}.json").write_text(json.dumps(side))
+    clf = save_classifier(SmallCXRClassifier((4, 8), image_size=32), root / "clf")
+    return root, gen, clf
+
+
+def test_evaluate_all_metrics(tiny, capsys):
+    root, gen, clf = tiny
+    out = root / "out"
+    code = main(["evaluate", "--real", f"phantom:{root / 'real'}", "--generated", str(gen), "--split", "all",
+                 "--extractor", "random", "--classifier", str(clf), "--kid-subsets", "5", "--out", str(out),
+                 "--quiet"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    p = metrics["protocol"]
+    assert p["n_real"] == 24 and p["n_generated"] == 12 and p["size"] == 32 and p["split"] == "all"
+    assert p["extractor"]["name"].startswith("random") and p["extractor"]["dim"] == 64
+    assert metrics["fid"] >= 0 and "mean" in metrics["kid"]
+    assert metrics["msssim"]["n_reports"] == 6 and 0 < metrics["msssim"]["msssim"] <= 1
+    assert set(metrics["mauc"]["labels_from"]) == {"sidecar", "labeler"}
+    assert "real" in metrics["mauc"]
+    assert metrics["memorization"]["n_generated"] == 12
+    report = (out / "report.md").read_text()
+    assert "FID" in report and "Per-finding AUROC" in report
+    assert any((out / "grids").glob("*.png"))
+    assert "fid=" in capsys.readouterr().out
+
+
+def test_evaluate_subset_of_metrics_and_n(tiny):
+    root, gen, _ = tiny
+    out = root / "out2"
+    assert main(["evaluate", "--real", f"phantom:{root / 'real'}", "--generated", str(gen), "--split", "all",
+                 "--metrics", "fid", "--extractor", "random", "--n", "8", "--size", "32", "--out", str(out),
+                 "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"protocol", "fid"} and metrics["protocol"]["n_real"] == 8
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--metrics", "fid,bogus"], "unknown metric"),
+    (["--metrics", "mauc", "--extractor", "random"], "--classifier"),
+    (["--metrics", "fid"], "--classifier"),  # default cxr extractor without a classifier
+    (["--metrics", "fid", "--extractor", "random", "--split", "nosuch"], "split"),
+])
+def test_bad_input_is_one_clear_line(tiny, capsys, extra, message):
+    root, gen, _ = tiny
+    code = main(["evaluate", "--real", f"phantom:{root / 'real'}", "--generated", str(gen), "--out",
+                 str(root / "bad"), "--quiet", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith("diffcxr: error:") and message in err[0]
+
+
+def test_missing_generated_folder(tiny, capsys):
+    root, _, _ = tiny
+    assert main(["evaluate", "--real", f"phantom:{root / 'real'}", "--generated", str(root / "nope"),
+                 "--out", str(root / "bad"), "--extractor", "random", "--metrics", "fid"]) == 1
+    assert "not found" in capsys.readouterr().err
