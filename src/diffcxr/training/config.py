@@ -1,0 +1,402 @@
+"""Training run configuration: typed dataclasses per stage, YAML loading, ``key=value`` overrides.
+
+A run config (``configs/train/{tiny,cpu-mini,paper}.yaml``) names a model config (``configs/model/*.yaml``,
+model hyper-parameters only) and holds everything else: seed, mixed precision, data options, the latent/text
+cache, one section per stage (``vae``, ``vlm``, ``base``, ``adapter``, ``classifier``) and sampling settings.
+
+Every key is validated against the dataclasses below: an unknown key (in the file or in a ``key=value``
+override) is a :class:`~diffcxr.errors.DiffCXRError` that names the key and its section, and a value of the
+wrong type is an error that names the key too.
+
+>>> cfg = load_run_config("tiny", overrides=["base.lr=1e-3", "seed=3"])
+>>> cfg.base.lr, cfg.seed
+(0.001, 3)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from diffcxr.errors import DiffCXRError
+
+__all__ = [
+    "StageConfig", "VAEConfig", "VLMConfig", "DiffusionConfig", "AdapterConfig", "ClassifierConfig",
+    "DataConfig", "CacheConfig", "SampleConfig", "RunConfig", "STAGES", "TRAIN_CONFIG_NAMES",
+    "train_config_dir", "load_run_config", "apply_overrides", "config_to_dict", "save_run_info", "git_sha",
+]
+
+STAGES = ("vae", "vlm", "base", "adapter", "classifier")
+TRAIN_CONFIG_NAMES = ("tiny", "cpu-mini", "paper")
+
+
+@dataclasses.dataclass
+class StageConfig:
+    """Optimisation settings shared by every stage.
+
+    ``batch_size`` is the micro-batch per process; one optimizer step sees ``batch_size × grad_accum ×
+    processes`` samples. ``max_steps`` counts optimizer steps. ``ema_decay`` 0 disables EMA; with
+    ``ema_warmup`` the decay ramps up as ``1 - (1 + step)^-2/3`` (capped at ``ema_decay``), which suits short
+    runs. ``checkpoint_every`` 0 = only at the end.
+    """
+
+    enabled: bool = True
+    max_steps: int = 1000
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"  # constant | cosine (after warm-up)
+    min_lr: float = 0.0
+    grad_clip: float = 1.0  # 0 = off
+    ema_decay: float = 0.0
+    ema_warmup: bool = True
+    checkpoint_every: int = 500
+    keep_last: int = 2
+    log_every: int = 10
+
+
+@dataclasses.dataclass
+class VAEConfig(StageConfig):
+    """1-channel ``AutoencoderKL`` from scratch: reconstruction (``l1``/``mse``) + ``kl_weight`` × KL."""
+
+    recon_loss: str = "l1"
+    kl_weight: float = 1e-6
+    scaling_samples: int = 512  # images encoded at the end to set scaling_factor = 1 / std(latents)
+
+
+@dataclasses.dataclass
+class VLMConfig(StageConfig):
+    """AVA-TLS: report encoder + TokenSqueeze + image tower, symmetric InfoNCE on (report, image) pairs.
+
+    ``lr`` is the text tower's rate when it is pretrained; ``head_lr`` is used for the parts trained from
+    scratch (squeeze, image tower, and a from-scratch text tower).
+    """
+
+    lr: float = 1e-5
+    head_lr: float = 1e-4
+    lr_schedule: str = "cosine"
+    min_lr: float = 1e-6
+    weight_decay: float = 0.01
+    temperature: float = 0.07
+    train_text_encoder: bool = True
+
+
+@dataclasses.dataclass
+class DiffusionConfig(StageConfig):
+    """Stage 1 (base U-ViT): ε-MSE, scaled-linear β, AdamW 2e-4 / 0.03 / (0.9, 0.9), EMA, condition dropout."""
+
+    lr: float = 2e-4
+    weight_decay: float = 0.03
+    betas: tuple[float, float] = (0.9, 0.9)
+    warmup_steps: int = 5000
+    ema_decay: float = 0.9999
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    beta_schedule: str = "scaled_linear"
+    cond_drop_prob: float = 0.1
+
+
+@dataclasses.dataclass
+class AdapterConfig(DiffusionConfig):
+    """Stage 2 (knowledge adapter on the frozen base): same loss and recipe, only the adapter trains."""
+
+
+@dataclasses.dataclass
+class ClassifierConfig(StageConfig):
+    """Small CXR CNN over the 14 CheXpert findings (masked BCE; NaN labels ignored), for mAUC/FID features."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    channels: tuple[int, ...] = (32, 64, 128, 256)
+    uncertain_as: float = 1.0  # value used for uncertain (-1) labels in the BCE target
+    augment: bool = True
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Which records train. ``train_splits`` keeps records of these splits; ``holdout_splits`` provide the
+    fixed validation reports of the sample grids. ``limit`` (0 = all) caps the training set (smoke runs)."""
+
+    frontal_only: bool = True
+    train_splits: tuple[str, ...] = ("train", "val")
+    holdout_splits: tuple[str, ...] = ("test",)
+    limit: int = 0
+    num_workers: int = 0
+    skip_unreadable: bool = True
+
+
+@dataclasses.dataclass
+class CacheConfig:
+    """Precomputed latents and report/knowledge embeddings (safetensors shards keyed by model + data hash)."""
+
+    enabled: bool = True
+    dir: str = ""  # "" = <output_dir>/cache
+    dtype: str = "float16"  # storage dtype of the text embeddings (latents are float32)
+    shard_size: int = 1024
+    batch_size: int = 32
+
+
+@dataclasses.dataclass
+class SampleConfig:
+    """Sampling for the grids written during/after training (DPM-Solver++, CFG in diffusers' convention)."""
+
+    num_inference_steps: int = 25
+    guidance_scale: float = 2.0
+    every: int = 0  # write a sample grid every N optimizer steps of base/adapter (0 = only at the end)
+    num_reports: int = 4
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """A whole ``diffcxr train`` run."""
+
+    name: str = "run"
+    model: Any = "tiny"  # model config name, path (relative to this YAML file) or inline mapping
+    seed: int = 0
+    mixed_precision: str = "auto"  # auto (bf16 where supported) | bf16 | no
+    output_dir: str = ""
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    cache: CacheConfig = dataclasses.field(default_factory=CacheConfig)
+    sample: SampleConfig = dataclasses.field(default_factory=SampleConfig)
+    vae: VAEConfig = dataclasses.field(default_factory=VAEConfig)
+    vlm: VLMConfig = dataclasses.field(default_factory=VLMConfig)
+    base: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
+    adapter: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
+    classifier: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
+    source: str = ""  # where the config came from (set by the loader)
+
+    def stage(self, name: str) -> StageConfig:
+        if name not in STAGES:
+            raise DiffCXRError(f"unknown stage {name!r} (one of {', '.join(STAGES)})")
+        return getattr(self, name)
+
+    def model_config(self) -> dict:
+        """The validated model config dict (:func:`diffcxr.models.configs.load_model_config`)."""
+        from diffcxr.models.configs import load_model_config
+
+        model = self.model
+        if isinstance(model, str) and self.source and (model.endswith((".yaml", ".yml")) or os.sep in model):
+            candidate = Path(self.source).parent / model
+            if not Path(model).is_absolute() and candidate.is_file():
+                model = str(candidate)
+        return load_model_config(model)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# validation / coercion
+# ---------------------------------------------------------------------------------------------------------------
+def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        if value is None:
+            return ""
+    elif origin is tuple:
+        args = typing.get_args(hint)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and args[-1] is Ellipsis:
+            value = [value]
+        if isinstance(value, (list, tuple)):
+            if args and args[-1] is Ellipsis:
+                return tuple(_coerce(v, args[0], key, where) for v in value)
+            if len(value) == len(args):
+                return tuple(_coerce(v, a, key, where) for v, a in zip(value, args))
+    raise DiffCXRError(f"{where}: {key} must be {_type_name(hint)}, got {value!r}")
+
+
+def _type_name(hint) -> str:
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        return f"a list of {args[0].__name__}" if args[-1] is Ellipsis else f"a list of {len(args)} numbers"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def _build(cls, raw: dict, section: str, where: str):
+    if not isinstance(raw, dict):
+        raise DiffCXRError(f"{where}: section {section or 'top level'!r} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        dotted = f"{section}.{key}" if section else key
+        if key not in names or (not section and key == "source"):
+            sect = f"section {section!r}" if section else "the top level"
+            raise DiffCXRError(f"{where}: unknown key {key!r} in {sect} (allowed: {', '.join(n for n in names if n != 'source')})")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value or {}, dotted, where)
+        else:
+            kwargs[key] = _coerce(value, hint, dotted, where)
+    cfg = cls(**kwargs)
+    _check(cfg, section, where)
+    return cfg
+
+
+_CHOICES = {"lr_schedule": ("constant", "cosine"), "recon_loss": ("l1", "mse"), "mixed_precision": ("auto", "bf16", "no"),
+            "dtype": ("float16", "bfloat16", "float32"), "beta_schedule": ("scaled_linear", "linear", "squaredcos_cap_v2")}
+
+
+def _check(cfg, section: str, where: str) -> None:
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        dotted = f"{section}.{f.name}" if section else f.name
+        if f.name in _CHOICES and value not in _CHOICES[f.name]:
+            raise DiffCXRError(f"{where}: {dotted} must be one of {', '.join(_CHOICES[f.name])}, got {value!r}")
+    if isinstance(cfg, StageConfig):
+        for name in ("max_steps", "batch_size", "grad_accum", "keep_last"):
+            if getattr(cfg, name) < 1:
+                raise DiffCXRError(f"{where}: {section}.{name} must be >= 1, got {getattr(cfg, name)}")
+        if not 0 <= cfg.ema_decay < 1:
+            raise DiffCXRError(f"{where}: {section}.ema_decay must be in [0, 1), got {cfg.ema_decay}")
+        if cfg.lr <= 0:
+            raise DiffCXRError(f"{where}: {section}.lr must be > 0, got {cfg.lr}")
+    if isinstance(cfg, DiffusionConfig) and not 0 <= cfg.cond_drop_prob < 1:
+        raise DiffCXRError(f"{where}: {section}.cond_drop_prob must be in [0, 1), got {cfg.cond_drop_prob}")
+
+
+def train_config_dir() -> Path:
+    """``$DIFFCXR_TRAIN_CONFIG_DIR`` or ``<repo>/configs/train``."""
+    env = os.environ.get("DIFFCXR_TRAIN_CONFIG_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "configs" / "train"
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...], where: str = "override") -> dict:
+    """Apply ``a.b=value`` strings (values parsed as YAML: ``1e-4``, ``true``, ``[0.9, 0.99]``) to a raw dict."""
+    for item in overrides or ():
+        if "=" not in item:
+            raise DiffCXRError(f"override {item!r} must look like key=value (e.g. base.lr=1e-4)")
+        key, text = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise DiffCXRError(f"override {item!r} has an empty key")
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise DiffCXRError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = _parse_value(text.strip())
+    return raw
+
+
+def load_run_config(name_or_path: str | os.PathLike | dict, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Load a run config by name (``tiny``, ``cpu-mini``, ``paper``), YAML path, or dict; apply overrides."""
+    import yaml
+
+    if isinstance(name_or_path, dict):
+        raw, where, source = dict(name_or_path), "<dict>", ""
+    else:
+        path = Path(name_or_path)
+        if not path.suffix and str(name_or_path) in TRAIN_CONFIG_NAMES:
+            path = train_config_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise DiffCXRError(f"training config {str(name_or_path)!r} not found (give one of "
+                               f"{', '.join(TRAIN_CONFIG_NAMES)} or a YAML file; looked for {path})")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise DiffCXRError(f"training config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        where, source = f"training config {path}", str(path.resolve())
+    if not isinstance(raw, dict):
+        raise DiffCXRError(f"{where} must be a mapping at the top level")
+    raw = apply_overrides(_deepcopy(raw), overrides, where)
+    cfg = _build(RunConfig, raw, "", where)
+    cfg.source = source
+    cfg.model_config()  # validate the referenced model config now, not after an hour of VAE training
+    return cfg
+
+
+def _deepcopy(d):
+    return json.loads(json.dumps(d))
+
+
+def config_to_dict(cfg) -> dict:
+    """Plain dict (tuples as lists) for YAML/JSON."""
+    def conv(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+    return conv(cfg)
+
+
+def git_sha() -> str | None:
+    """Commit of the diffcxr source tree (``+dirty`` if modified), or None outside a git checkout."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        if not sha:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "src"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def save_run_info(cfg: RunConfig, out_dir: str | os.PathLike, stage: str, extra: dict | None = None) -> None:
+    """Write ``config.yaml`` (resolved run config + model config) and ``run_info.json`` (git SHA, versions)."""
+    import importlib.metadata
+
+    import yaml
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = config_to_dict(cfg)
+    resolved["model_resolved"] = cfg.model_config()
+    (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+    versions = {}
+    for dist in ("diffcxr", "torch", "diffusers", "transformers", "accelerate", "safetensors", "numpy"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    info = {"stage": stage, "git_sha": git_sha(), "python": platform.python_version(), "platform": platform.platform(),
+            "argv": sys.argv, "packages": versions, **(extra or {})}
+    (out / "run_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
