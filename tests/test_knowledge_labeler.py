@@ -30,7 +30,9 @@ CASES = [
     ("Findings are concerning for pneumonia.", {"Pneumonia": UNC}),
     ("Atelectasis versus pneumonia in the left lower lobe.", {"Pneumonia": UNC}),
     ("Borderline cardiomegaly.", {"Cardiomegaly": UNC}),
-    ("Heart size is upper limits of normal.", {"Cardiomegaly": UNC}),
+    ("Heart size is upper limits of normal.", {"Cardiomegaly": NEG}),
+    ("The heart is top normal in size.", {"Cardiomegaly": NEG}),
+    ("The cardiac silhouette is borderline enlarged.", {"Cardiomegaly": UNC}),
     ("No opacity to suggest pneumonia.", {"Lung Opacity": NEG, "Pneumonia": NEG}),
     # negation that is not about the finding, and temporal words
     ("No change in the moderate left pleural effusion.", {"Pleural Effusion": POS}),

@@ -203,15 +203,24 @@ def _overlaps(span: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
     return any(span[0] < e and s < span[1] for s, e in spans)
 
 
+_EXCLUSION_REACH = 120  # no exclusion phrase is longer than this many characters
+
+
+def _excluded(pattern: re.Pattern[str], low: str, start: int, end: int) -> bool:
+    """True when an exclusion phrase overlaps ``[start, end)`` (searched in a window around the mention)."""
+    for x in pattern.finditer(low, max(0, start - _EXCLUSION_REACH), min(len(low), end + _EXCLUSION_REACH)):
+        if x.start() < end and start < x.end():
+            return True
+        if x.start() >= end:
+            break
+    return False
+
+
 def _direct_mentions(doc: _Doc, text: str) -> Iterator[Evidence]:
-    excluded: dict[str, list[tuple[int, int]]] = {}
     for m in _MENTION_RE.finditer(doc.low):
         finding = _MENTION_GROUPS[m.lastgroup]
-        if finding not in excluded:
-            pattern = _EXCLUSION_RES.get(finding)
-            excluded[finding] = [x.span() for x in pattern.finditer(doc.low)] if pattern is not None else []
-        spans = excluded[finding]
-        if spans and _overlaps(m.span(), spans):
+        pattern = _EXCLUSION_RES.get(finding)
+        if pattern is not None and _excluded(pattern, doc.low, m.start(), m.end()):
             continue
         value = _VALUE[doc.scope(m.start(), m.end())]
         snippet = text[m.start():m.end()]

@@ -5,7 +5,8 @@ text (the labeler keeps character offsets, so evidence spans point into the call
 vocabulary follows the CheXpert labeler's categories (Irvin et al., 2019) with these documented choices:
 
 * ``Lung Opacity`` means parenchymal opacity (opacity, infiltrate, airspace disease, ground-glass,
-  haziness, pulmonary density). Scarring and "interstitial markings", which CheXpert also files
+  haziness, increased / airspace density). A bare "density" (often an overlying structure, a calcific or
+  fat density) is an *other finding*, as in CheXpert. Scarring and "interstitial markings", which CheXpert also files
   under Lung Opacity, are treated as *other findings* here: they are named separately by
   radiologists and a generation prompt "There is lung opacity." should not stand for a scar.
 * ``Lung Lesion``: nodule, mass, tumour, neoplasm, cavitary lesion, pulmonary metastasis. Granulomas
@@ -92,7 +93,7 @@ MENTIONS: dict[str, list[str]] = {
         rf"ground{S}glass",
         r"hazy",
         r"haziness",
-        r"densit(?:y|ies)",
+        rf"(?:increased|increasing|airspace|air{S}space|alveolar|parenchymal|patchy|hazy|confluent|streaky){SP}densit(?:y|ies)",
         rf"decreased{SP}(?:translucency|lucency)",
         rf"reticular{SP}pattern",
         r"reticulonodular",
@@ -122,6 +123,7 @@ MENTIONS: dict[str, list[str]] = {
     "Pneumothorax": [
         r"pneumothora(?:x|ces)",
         r"ptx",
+        rf"pleural{SP}air(?:{SP}collections?)?",
     ],
     "Support Devices": [
         rf"(?:endotracheal|et|tracheostomy|trach|nasogastric|ng|og|orogastric|feeding|chest|enteric|gastric|"
@@ -170,7 +172,10 @@ EXCLUSIONS: dict[str, list[str]] = {
         rf"(?:nasal|sinus){SP}congestion",
     ],
     "Enlarged Cardiomediastinum": [],
-    "Fracture": [],
+    "Fracture": [
+        rf"(?:catheter|line|lead|leads|wire|wires|screw|screws|hardware|device|pacemaker|plate|rod|stent){SP}fractur\w*",
+        rf"fractured{SP}(?:\w+{SP}){{0,3}}(?:catheter|line|lead|leads|wire|wires|screw|screws|hardware|plate|rod|stent)s?",
+    ],
     "Lung Lesion": [
         rf"mass{SP}effect",
         rf"(?:body|muscle|bone|breast|neck|thyroid|abdominal|soft{SP}tissue|chest{SP}wall|pericardial|cardiac|"
@@ -237,12 +242,13 @@ ANATOMY: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
 QUALIFIERS: dict[str, list[str]] = {
     "borderline": [
         r"borderline",
-        rf"(?:at{SP}the{SP})?upper{SP}(?:limits?|range)(?:{SP}of)?{SP}normal",
-        rf"(?:top|upper|high){SP}(?:of{SP})?normal",
-        rf"(?:at{SP})?the{SP}upper{SP}limits?",
         r"mildly prominent",
     ],
     "normal": [
+        # "upper limits of normal" / "top normal" assert a normal size (at its high end); "borderline" is hedged
+        rf"(?:at{SP}the{SP})?upper{SP}(?:limits?|range)(?:{SP}of)?{SP}normal",
+        rf"(?:top|upper|high){SP}(?:of{SP})?normal",
+        rf"(?:at{SP})?the{SP}upper{SP}limits?",
         rf"within{SP}(?:the{SP})?(?:normal{SP}(?:limits|range)|limits{SP}of{SP}normal)",
         r"wnl",
         r"normal",
@@ -281,7 +287,7 @@ OTHER_FINDINGS: list[str] = [
     r"crowd\w*", r"blunt\w*", r"curvature", r"spurring", r"spurs?", r"syndesmophytes?", r"dish", rf"endplate{SP}changes?",
     r"arthriti\w*", r"implants?", r"prosthes[ie]s", r"piercings?", rf"nipple{SP}rings?", r"sutures?", r"stimulator",
     r"dissection", r"lesions?", r"myeloma", rf"foreign{SP}bod(?:y|ies)",
-    r"granulom\w*", r"calcifi\w*", r"calcinosis", r"degenerat\w*", r"spondyl\w*", r"osteophyt\w*",
+    r"densit(?:y|ies)", r"granulom\w*", r"calcifi\w*", r"calcinosis", r"degenerat\w*", r"spondyl\w*", r"osteophyt\w*",
     r"scolio\w*", r"kyphos\w*", r"kyphotic", r"scar", r"scars", r"scarring", r"cicatri\w*",
     r"fibros\w*", r"fibrotic", r"eventration", r"elevat\w*", r"hernia\w*", r"thickening",
     rf"(?:interstitial|bronchovascular|lung|pulmonary|vascular){SP}markings?", rf"markings{SP}(?:are|is){SP}(?:increased|prominent|coarse\w*)",
@@ -319,8 +325,9 @@ TRIGGERS: list[tuple[str, str, list[str]]] = [
         rf"worsened|improved|progressed)",
         rf"without{SP}(?:significant{SP}|interval{SP}|appreciable{SP})?(?:change|increase|progression|worsening)\w*",
         rf"not{SP}only", rf"gram{SP}negative", rf"to{SP}(?:suggest|indicate|represent)", rf"(?:partially|partly|"
-        rf"incompletely|nearly|almost|largely|not{SP}(?:completely|entirely|fully)){SP}(?:resolv\w*|cleared)",
+        rf"incompletely|nearly|almost|largely|not){SP}(?:(?:completely|entirely|fully){SP})?(?:resolv\w*|cleared)",
         rf"unlikely{SP}to{SP}be{SP}(?:significant|relevant)", rf"versus{SP}(?:prior|previous)",
+        rf"age{S}indeterminate", rf"(?:of{SP})?indeterminate{SP}age", rf"(?:of{SP})?uncertain{SP}(?:age|chronicity)",
     ]),
     ("unc", "post", [
         rf"(?:can{S}not|can't|could{SP}not|couldn't|is{SP}not|are{SP}not){SP}(?:be{SP})?(?:entirely{SP}|completely{SP}|"
@@ -361,7 +368,7 @@ TRIGGERS: list[tuple[str, str, list[str]]] = [
         rf"rule{SP}out", r"r/o", rf"(?:evaluate|evaluation|assess|assessment|eval|concern|"
         rf"concerning|suspicious|worrisome|question|questionable|suggestive|suspect|suspected|"
         rf"consider|considered|differential){SP}(?:for|of|includes?)",
-        rf"correlat\w*(?:{SP}clinically)?{SP}(?:for|with|as{SP}to)", rf"clinical{SP}correlation{SP}(?:for|with)",
+        rf"suspicion{SP}(?:of|for)", rf"correlat\w*(?:{SP}clinically)?{SP}(?:for|with|as{SP}to)", rf"clinical{SP}correlation{SP}(?:for|with)",
         rf"may{SP}(?:also{SP})?(?:represent|reflect|indicate|be|have|relate)", rf"might{SP}(?:represent|reflect|be)",
         rf"could{SP}(?:also{SP})?(?:represent|reflect|indicate|be)",
         rf"possib\w*", rf"probabl\w*", r"likely", r"presum\w*", r"suspect\w*", r"suggest\w*",
@@ -376,7 +383,7 @@ TRIGGERS: list[tuple[str, str, list[str]]] = [
     ]),
 ]
 PRE_SCOPE_WORDS = 12   # "no focal consolidation, suspicious opacity, large pleural effusion, or pneumothorax"
-POST_SCOPE_WORDS = 8   # "pneumothorax, effusion and consolidation are not seen"
+POST_SCOPE_WORDS = 12  # "pneumothorax, effusion and consolidation are not seen"
 
 # Words whose presence marks a text as (probably) an English radiology report even when nothing is found.
 ENGLISH_MARKERS: frozenset[str] = frozenset(
