@@ -182,21 +182,26 @@ class Canvas:
 
     def line(self, x, y, w: float, value: int) -> None:
         width = self.width(w)
-        if width > 5 and len(x) > 2:  # wide curves: one polygon avoids notches at the joints (and is faster)
+        if width >= 3 and len(x) > 2:  # thick curves: one polygon avoids notches at the joints (and is faster)
             self.band(x, y, w, value)
         else:
-            self.draw.line(self.px(x, y), fill=int(value), width=width, joint="curve" if width >= 3 else None)
+            self.draw.line(self.px(x, y), fill=int(value), width=width)
 
     def band(self, x, y, w: float, value: int) -> None:
         """A smooth thick curve as one polygon: the polyline offset by +-w/2 along its normals."""
-        x = np.asarray(x, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        dx, dy = np.gradient(x), np.gradient(y)
-        n = np.hypot(dx, dy) + 1e-12
-        ox, oy = -dy / n * (w / 2), dx / n * (w / 2)
-        xs = np.concatenate([x + ox, (x - ox)[::-1]])
-        ys = np.concatenate([y + oy, (y - oy)[::-1]])
-        self.draw.polygon(self.px(xs, ys), fill=int(value))
+        xs = x.tolist() if isinstance(x, np.ndarray) else list(x)
+        ys = y.tolist() if isinstance(y, np.ndarray) else list(y)
+        n, h = len(xs), w / 2
+        left, right = [], []
+        for i in range(n):
+            i0, i1 = max(i - 1, 0), min(i + 1, n - 1)
+            dx, dy = xs[i1] - xs[i0], ys[i1] - ys[i0]
+            d = math.hypot(dx, dy) or 1e-12
+            ox, oy = -dy / d * h, dx / d * h
+            left.append((xs[i] + ox, ys[i] + oy))
+            right.append((xs[i] - ox, ys[i] - oy))
+        pts = left + right[::-1]
+        self.draw.polygon(self.px([q[0] for q in pts], [q[1] for q in pts]), fill=int(value))
 
     def disk(self, x: float, y: float, r: float, value: int) -> None:
         (c, rr), = self.px([x], [y])
@@ -302,20 +307,25 @@ def grid(p: Patient, size: int):
     return x, y
 
 
-def rib_paths(p: Patient, side: int, k: int, n: int = 14):
-    """Posterior and anterior arcs of rib ``k`` (0 = first rib) as (x, y) arrays in patient coordinates."""
+def rib_arcs(p: Patient, side: int, n: int = 14):
+    """Posterior and anterior arcs of all ribs of one side: four arrays of shape (N_RIBS, n), patient coordinates."""
+    k = np.arange(N_RIBS, dtype=np.float64)[:, None]
     y0 = p.apex_y + 0.03 + k * (p.cp_y[side] - p.apex_y + 0.05) / (N_RIBS - 0.5)
-    wall = lateral_border(p, side, np.array([y0 + 0.10]))[0] + 0.045
-    t = np.linspace(0.0, 1.0, n)
+    wall = lateral_border(p, side, y0 + 0.10) + 0.045
+    t = np.linspace(0.0, 1.0, n)[None, :]
     arch = 0.09 - 0.004 * k
     xp = 0.055 + t * (wall - 0.055)
     yp = y0 - arch * np.sin(np.pi * t * 0.85) + 0.16 * t**2.5 - 0.02 * t
     # anterior arc: from the lateral wall, sloping down towards the sternum
-    ya0 = yp[-1]
-    ta = np.linspace(0.0, 1.0, n)
-    xa = wall - ta * (wall - 0.22 - 0.01 * k)
-    ya = ya0 + 0.05 * np.sin(np.pi * ta * 0.5) + 0.19 * ta
-    return (side * xp, yp), (side * xa, ya)
+    xa = wall - t * (wall - 0.22 - 0.01 * k)
+    ya = yp[:, -1:] + 0.05 * np.sin(np.pi * t * 0.5) + 0.19 * t
+    return side * xp, yp, side * xa, ya
+
+
+def rib_paths(p: Patient, side: int, k: int, n: int = 14):
+    """Posterior and anterior arcs of rib ``k`` (0 = first rib) as ((x, y), (x, y)) in patient coordinates."""
+    xp, yp, xa, ya = rib_arcs(p, side, n)
+    return (xp[k], yp[k]), (xa[k], ya[k])
 
 
 def _draw_bones(p: Patient, size: int, fractures) -> np.ndarray:
@@ -323,8 +333,9 @@ def _draw_bones(p: Patient, size: int, fractures) -> np.ndarray:
     cv = Canvas(p, size)
     fractured = {(f["side"], f["rib"]): f for f in fractures}
     for side in (RIGHT, LEFT):
+        arcs = [a.tolist() for a in rib_arcs(p, side)]
         for k in range(N_RIBS):
-            (xp, yp), (xa, ya) = rib_paths(p, side, k)
+            xp, yp, xa, ya = (np.asarray(a[k]) for a in arcs)
             wpost = 0.048 - 0.0015 * k
             frac = fractured.get((side, k))
             if frac is None:
@@ -436,7 +447,7 @@ def render_anatomy(p: Patient, size: int, fractures=(), congestion: float = 0.0)
     bone = bone + sp * (0.25 + 0.06 * phase) + 0.18 * pedicle * sp
     vessels = _draw_vessels(p, size, congestion)
     lungs = np.clip(lung[RIGHT] + lung[LEFT], 0, 1)
-    vessels = vessels * lungs
+    vessels = vessels * lungs * (1.0 - 0.75 * heart)  # retrocardiac vessels are barely seen
     # bones are seen best against the air-filled lungs, poorly through the abdomen and heart
     bone = bone * (0.2 + 0.8 * lungs * (1.0 - 0.5 * heart))
     zeros = np.zeros_like(x)

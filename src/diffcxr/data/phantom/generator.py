@@ -199,7 +199,7 @@ def make_phantom_dataset(n: int, size: int, out_dir, noise_fraction: float = 0.0
         case = sample_case(seed, index=i, noise_type=noise[i])
         img = render_phantom(case, size)
         name = f"images/phantom_{i:06d}.png"
-        Image.fromarray(np.round(img * 255).astype(np.uint8), "L").save(out_dir / name, compress_level=3)
+        Image.fromarray(np.round(img * 255).astype(np.uint8), "L").save(out_dir / name, compress_level=1)
         if case.noise_type == "mismatched_report":
             other = _other_case(case)
             case.report, case.labels = other.report, other.labels
