@@ -219,7 +219,9 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
             except ValueError:
                 pass
     elif hint is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, bool):  # YAML reads a bare `no` / `yes` as a boolean
+            return "yes" if value else "no"
+        if isinstance(value, (str, int, float)):
             return str(value)
         if value is None:
             return ""

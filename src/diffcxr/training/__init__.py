@@ -1,0 +1,59 @@
+"""Training of every Diff-CXR stage on ``accelerate`` (one explicit loop per stage; see ``common.py``).
+
+>>> from diffcxr.training import load_run_config, train
+>>> run = load_run_config("tiny", ["base.max_steps=10"])
+>>> train("all", run, "phantom:phantoms/", "runs/tiny")          # doctest: +SKIP
+
+Stages, in the order ``all`` runs them: ``vae`` → ``vlm`` → ``base`` → ``adapter`` → ``classifier``, then the
+``DiffCXRPipeline`` export to ``<out>/pipeline``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from diffcxr.training.config import STAGES, RunConfig, load_run_config
+
+__all__ = ["STAGES", "RunConfig", "load_run_config", "train", "train_stage"]
+
+
+def train_stage(stage: str, run: RunConfig, data_spec: str, out_root, **kwargs):
+    """Run one stage (``vae``, ``vlm``, ``base``, ``adapter``, ``classifier``); kwargs: manifest, resume,
+    mixed_precision, progress, step_callback."""
+    from diffcxr.errors import DiffCXRError
+
+    if stage == "vae":
+        from diffcxr.training.vae import train_vae as fn
+    elif stage == "vlm":
+        from diffcxr.training.vlm import train_vlm as fn
+    elif stage == "base":
+        from diffcxr.training.base import train_base as fn
+    elif stage == "adapter":
+        from diffcxr.training.adapter import train_adapter as fn
+    elif stage == "classifier":
+        from diffcxr.training.classifier import train_classifier as fn
+    else:
+        raise DiffCXRError(f"unknown stage {stage!r} (one of {', '.join(STAGES)}, all)")
+    if not run.stage(stage).enabled:
+        print(f"[{stage}] disabled in the config ({stage}.enabled: false)", flush=True)
+        return None
+    return fn(run, data_spec, out_root, **kwargs)
+
+
+def train(stage: str, run: RunConfig, data_spec: str, out_root, export: bool = True, **kwargs) -> Path:
+    """``stage`` or ``"all"`` (every stage in order, then the pipeline export). Returns the output folder."""
+    out_root = Path(out_root)
+    if stage != "all":
+        train_stage(stage, run, data_spec, out_root, **kwargs)
+        return out_root
+    for name in STAGES:
+        train_stage(name, run, data_spec, out_root, **kwargs)
+    if export:
+        from accelerate import PartialState
+
+        if PartialState().is_main_process:
+            from diffcxr.training.pipeline_export import export_pipeline
+
+            export_pipeline(run, out_root)
+        PartialState().wait_for_everyone()
+    return out_root

@@ -1,0 +1,44 @@
+"""Shared helpers of the training tests: a tiny phantom dataset and tiny run configs (imported by test files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def tiny_run(*overrides: str):
+    from diffcxr.training.config import load_run_config
+
+    # fp32 in tests: bf16 availability differs between machines; the step counts stay tiny
+    return load_run_config("tiny", ["mixed_precision=no", *overrides])
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory) -> Path:
+    """40 phantoms of 32x32 (a few seconds), shared by all training tests."""
+    from diffcxr.data.phantom import make_phantom_dataset
+
+    out = tmp_path_factory.mktemp("phantoms32")
+    make_phantom_dataset(40, 32, out, seed=0, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def frozen_parts(tmp_path_factory, phantom_dir) -> Path:
+    """An output folder holding a (1-step) VAE and report encoder: what the diffusion stages need."""
+    from diffcxr.training import train_stage
+
+    out = tmp_path_factory.mktemp("frozen")
+    run = tiny_run("vae.max_steps=1", "vlm.max_steps=1")
+    for stage in ("vae", "vlm"):
+        train_stage(stage, run, f"phantom:{phantom_dir}", out, progress=False)
+    return out
+
+
+def copy_frozen(src: Path, dst: Path) -> Path:
+    import shutil
+
+    for name in ("vae", "vlm"):
+        shutil.copytree(src / name, dst / name)
+    return dst
