@@ -132,3 +132,12 @@ def test_huge_report_does_not_crash(capsys) -> None:
     row = _jsonl(captured.out)[0]
     assert row["labels"]["Pleural Effusion"] == 1.0 and row["warnings"]
     assert "warning:" in captured.err
+
+
+def test_stdin_input(monkeypatch, capsys) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("Mild cardiomegaly.\nNo acute process.\n"))
+    assert main(["label", "--input", "-", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [r["Cardiomegaly"] for r in rows] == ["1", ""] and rows[1]["No Finding"] == "1"

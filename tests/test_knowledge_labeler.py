@@ -80,6 +80,10 @@ CASES = [
     ("Left lower lobe collapse.", {"Atelectasis": POS}),
     ("Pulmonary vascular congestion.", {"Edema": POS}),
     ("Soft tissue edema of the chest wall.", {"Edema": None}),
+    # findings explained away as artifacts / overlapping structures
+    ("Nodular density overlying the left 4th rib represents a healing rib fracture.", {"Lung Lesion": NEG}),
+    ("Opacity in the right mid lung is related to overlying soft tissues.", {"Lung Opacity": NEG}),
+    ("Small nodular opacity at the left base likely a nipple shadow.", {"Lung Lesion": NEG}),
     # COVID-style clinical notes
     ("Bilateral ground-glass opacities, worse at the bases.", {"Lung Opacity": POS}),
     ("Infiltrate in the right upper lobe.", {"Lung Opacity": POS}),

@@ -5,9 +5,10 @@
     diffcxr label --input iu:/data/NLMCXR_reports.tgz --out iu_labels.csv
     diffcxr label "..." --uncertain-as-positive --labels "Pleural Effusion=1,Cardiomegaly=0"
 
-Input files: ``.txt`` (one report per line; blank lines skipped, ids are line numbers), ``.jsonl`` (key
-``report``, optional ``id``), ``.csv`` (column ``report`` or ``Reports``, optional ``id``); anything else
-that is ``SOURCE:PATH`` is read as a dataset spec (``iu``, ``mimic``, ``covid``, ``csv`` ...).
+Input files: ``.txt`` or ``-`` for standard input (one report per line; blank lines skipped, ids are line
+numbers), ``.jsonl`` (key ``report``, optional ``id``), ``.csv`` (column ``report`` or ``Reports``, optional
+``id``); anything else that is ``SOURCE:PATH`` is read as a dataset spec (``iu``, ``mimic``, ``covid``, ``csv``
+...).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ PROGRESS_MIN_REPORTS = 1000
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("text", nargs="?", help="one report text (quote it); or use --input")
     parser.add_argument("--input", "-i", metavar="FILE|SPEC",
-                        help="reports file (.txt one per line, .jsonl with 'report', .csv with 'report') or a dataset "
+                        help="reports file (.txt one per line, .jsonl with 'report', .csv with 'report'; '-' = stdin lines) or a dataset "
                              "spec SOURCE:PATH, e.g. iu:NLMCXR_reports.tgz")
     parser.add_argument("--out", "-o", metavar="PATH", help="output file (default: standard output)")
     parser.add_argument("--format", "-f", choices=["jsonl", "csv"],
@@ -82,6 +83,8 @@ def read_inputs(source: str) -> list[tuple[str, str]]:
     """``(id, report)`` pairs from a reports file or a dataset spec."""
     from diffcxr.errors import ReportError
 
+    if source == "-":
+        return [(str(i), line) for i, line in enumerate(sys.stdin.read().splitlines(), start=1) if line.strip()]
     path = Path(source).expanduser()
     if path.is_file():
         suffix = path.suffix.lower()
@@ -151,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             buffer.write(json.dumps(row, ensure_ascii=False) + "\n")
     if n_warned and len(items) > 1:
         print(f"diffcxr: warning: {n_warned} of {len(items)} reports were empty, truncated or not English "
-              "(see 'warnings' in the jsonl output)", file=sys.stderr)
+              "(the jsonl output lists 'warnings' per report)", file=sys.stderr)
     if args.out:
         out = Path(args.out).expanduser()
         out.parent.mkdir(parents=True, exist_ok=True)

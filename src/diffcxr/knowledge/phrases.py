@@ -354,6 +354,18 @@ TRIGGERS: list[tuple[str, str, list[str]]] = [
         rf"negative(?!{SP}for)",
     ]),
     ("neg", "both", [r"resolved"]),
+    # an apparent finding explained away as a non-finding ("nodular density represents a nipple shadow")
+    ("neg", "post", [
+        rf"(?:represents?|representing|reflects?|reflecting|is|are|likely|probably|most{SP}likely|consistent{SP}with|"
+        rf"compatible{SP}with|due{SP}to|secondary{SP}to|related{SP}to|caused{SP}by|from)(?:{SP}(?:a|an|the|to|be|"
+        rf"of|by|likely|probably|most|small|overlapping|overlying|superimposed|normal|prominent|bilateral|"
+        rf"patient's|external)){{0,4}}{SP}(?:artifacts?|artefacts?|artifactual|nipple{SP}shadows?|nipples?|"
+        rf"overlap(?:ping)?(?:{SP}(?:soft{SP}tissues?|structures|shadows|bones?|ribs?|vessels?))?|"
+        rf"superimposition|superimposed{SP}(?:soft{SP}tissues?|structures|shadows|bones?|ribs?|vessels?)|"
+        rf"skin{SP}folds?|(?:a{SP})?vessels?{SP}on{SP}end|vascular{SP}shadows?|telemetry{SP}leads?|"
+        rf"soft{SP}tissues?(?:{SP}(?:overlap|shadows?|density))?|costochondral{SP}calcification|"
+        rf"(?:healing|healed|old){SP}(?:\w+{SP})?fractures?)",
+    ]),
     ("term", "both", [
         r"but", r"however", r"although", r"though", r"which", r"whereas", r"while", r"except",
         rf"aside{SP}from", rf"apart{SP}from", rf"other{SP}than", r"besides", r"otherwise",
