@@ -34,6 +34,10 @@ CASES = [
     ("The heart is top normal in size.", {"Cardiomegaly": NEG}),
     ("The cardiac silhouette is borderline enlarged.", {"Cardiomegaly": UNC}),
     ("No opacity to suggest pneumonia.", {"Lung Opacity": NEG, "Pneumonia": NEG}),
+    ("No focal consolidation concerning for pneumonia.", {"Consolidation": NEG, "Pneumonia": NEG}),
+    ("Patchy opacity concerning for pneumonia.", {"Lung Opacity": POS, "Pneumonia": UNC}),
+    ("There is no longer evidence of pulmonary edema.", {"Edema": NEG}),
+    ("ET tube has been removed.", {"Support Devices": NEG}),
     # negation that is not about the finding, and temporal words
     ("No change in the moderate left pleural effusion.", {"Pleural Effusion": POS}),
     ("Right pleural effusion has resolved.", {"Pleural Effusion": NEG}),

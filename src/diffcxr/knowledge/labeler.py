@@ -157,7 +157,8 @@ class _Doc:
         """The scope verdict for a mention at ``[start, end)``: ``"neg"``, ``"unc"`` or ``None`` (positive)."""
         triggers = self.triggers.get(self.sentence(start), ())
         kinds: list[str] = []
-        # nearest trigger before the mention
+        # nearest trigger before the mention ("rel" = "concerning for": negated when itself in a negation's scope)
+        relational = False
         for t in reversed(triggers):
             if t.end > start:
                 continue
@@ -165,9 +166,15 @@ class _Doc:
                 break
             if t.kind == "pseudo" or t.direction == "post":
                 continue
-            if self.words_between(t.end, start) <= P.PRE_SCOPE_WORDS:
-                kinds.append(t.kind)
+            if self.words_between(t.end, start) > P.PRE_SCOPE_WORDS:
+                break
+            if t.kind == "rel" and not relational:
+                relational = True
+                continue
+            kinds.append(("neg" if t.kind == "neg" else "unc") if relational else t.kind)
             break
+        if relational and not kinds:
+            kinds.append("unc")
         # nearest trigger after the mention
         for t in triggers:
             if t.start < end:
@@ -186,8 +193,8 @@ class _Doc:
         # triggers between an anatomy term and its qualifier ("the heart is not enlarged")
         if inner is not None:
             for t in triggers:
-                if t.start >= inner[0] and t.end <= inner[1] and t.kind in ("neg", "unc"):
-                    kinds.append(t.kind)
+                if t.start >= inner[0] and t.end <= inner[1] and t.kind in ("neg", "unc", "rel"):
+                    kinds.append("unc" if t.kind == "rel" else t.kind)
         if "unc" in kinds:
             return "unc"
         if "neg" in kinds:

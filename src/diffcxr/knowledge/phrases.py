@@ -312,8 +312,9 @@ OTHER_EXCLUSIONS: list[str] = [
 ]
 
 # ---------------------------------------------------------------------------------------------
-# Scope triggers. Kinds: "neg" (negation), "unc" (uncertainty), "pseudo" (looks like a trigger, is not),
-# "term" (ends a trigger's scope). Directions: "pre" (applies to mentions after it), "post" (before it),
+# Scope triggers. Kinds: "neg" (negation), "unc" (uncertainty), "rel" (relational uncertainty: "concerning
+# for", uncertain unless inside a negation's scope), "pseudo" (looks like a trigger, is not), "term" (ends a
+# trigger's scope). Directions: "pre" (applies to mentions after it), "post" (before it),
 # "both". Listed in priority order: at one position the first kind that matches wins.
 # ---------------------------------------------------------------------------------------------
 TRIGGERS: list[tuple[str, str, list[str]]] = [
@@ -350,10 +351,10 @@ TRIGGERS: list[tuple[str, str, list[str]]] = [
         rf"evident|noted|detected|visible|shown|apparent|observed|depicted|recogni[sz]ed|identifiable)",
         rf"(?:is|are|appears?|remains?|seems?){SP}(?:to{SP}be{SP})?(?:\w+{SP})?within{SP}(?:the{SP})?(?:normal{SP}"
         rf"limits|limits{SP}of{SP}normal|normal{SP}range)",
-        rf"(?:is|are|was|were|been){SP}excluded", rf"no{SP}longer", r"removed",
+        rf"(?:is|are|was|were|been){SP}excluded", r"removed",
         rf"negative(?!{SP}for)",
     ]),
-    ("neg", "both", [r"resolved"]),
+    ("neg", "both", [r"resolved", rf"no{SP}longer"]),
     # an apparent finding explained away as a non-finding ("nodular density represents a nipple shadow")
     ("neg", "post", [
         rf"(?:represents?|representing|reflects?|reflecting|is|are|likely|probably|most{SP}likely|consistent{SP}with|"
@@ -374,13 +375,18 @@ TRIGGERS: list[tuple[str, str, list[str]]] = [
         r"apart", r"[;:]", r"status{SP}post", r"s/p", rf"new(?={SP}(?:left|right|small|large|moderate|"
         rf"bilateral))",
     ]),
+    # "X concerning for Y": Y is uncertain, unless X itself is negated ("no consolidation concerning for
+    # pneumonia" negates the pneumonia too)
+    ("rel", "pre", [
+        rf"(?:concerning|suspicious|worrisome|suggestive|suspect|suspected|concern|suspicion|"
+        rf"indicative){SP}(?:for|of)", r"suggesting", r"suggests?", rf"(?:to|that){SP}would{SP}suggest",
+    ]),
     ("unc", "pre", [
         rf"(?:can{S}not|can't|could{SP}not|couldn't|cannot|unable{SP}to|difficult{SP}to|hard{SP}to){SP}"
         rf"(?:entirely{SP}|completely{SP}|definitely{SP})?(?:exclude|rule{SP}out)",
-        rf"rule{SP}out", r"r/o", rf"(?:evaluate|evaluation|assess|assessment|eval|concern|"
-        rf"concerning|suspicious|worrisome|question|questionable|suggestive|suspect|suspected|"
-        rf"consider|considered|differential){SP}(?:for|of|includes?)",
-        rf"suspicion{SP}(?:of|for)", rf"correlat\w*(?:{SP}clinically)?{SP}(?:for|with|as{SP}to)", rf"clinical{SP}correlation{SP}(?:for|with)",
+        rf"rule{SP}out", r"r/o", rf"(?:evaluate|evaluation|assess|assessment|eval|"
+        rf"question|questionable|consider|considered|differential){SP}(?:for|of|includes?)",
+        rf"correlat\w*(?:{SP}clinically)?{SP}(?:for|with|as{SP}to)", rf"clinical{SP}correlation{SP}(?:for|with)",
         rf"may{SP}(?:also{SP})?(?:represent|reflect|indicate|be|have|relate)", rf"might{SP}(?:represent|reflect|be)",
         rf"could{SP}(?:also{SP})?(?:represent|reflect|indicate|be)",
         rf"possib\w*", rf"probabl\w*", r"likely", r"presum\w*", r"suspect\w*", r"suggest\w*",
