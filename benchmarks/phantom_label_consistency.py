@@ -54,6 +54,25 @@ def main() -> None:
         for i in np.nonzero(~((t == p) | (np.isnan(t) & np.isnan(p))))[0][:3]:
             misses.append((name, t[i], p[i], cases[i].report))
     print(f"\nmacro-F1 (positive class, {len(pos_f1)} findings present): {np.mean(pos_f1):.4f}")
+    # sentence level: every report sentence labeled on its own must give what its template asserts
+    from diffcxr.data.phantom.reports import write_report
+
+    seen, n_sent, bad = set(), 0, []
+    for c in cases:
+        _, _, sentences = write_report(c.findings, c.rng(1), return_sentences=True)
+        for text, lab in sentences:
+            if text in seen:
+                continue
+            seen.add(text)
+            n_sent += 1
+            got = label_report(text).labels
+            for name, v in lab.items():
+                g = got[name]
+                if g is None or g != g or float(g) != float(v):
+                    bad.append((text, name, v, g))
+    print(f"\nsentence level: {n_sent} distinct sentences, {len(bad)} labeler disagreements")
+    for text, name, v, g in bad[:20]:
+        print(f"- {text!r}: {name} phantom {v}, labeler {g}")
     if misses and args.show_misses:
         print(f"\nfirst disagreements ({len(misses)} shown at most {args.show_misses}):")
         for name, t, p, rep in misses[: args.show_misses]:

@@ -37,7 +37,7 @@ def test_dataset_files_and_columns(dataset):
         assert im.mode == "L" and im.size == (64, 64)
         assert all(r[n] in ("", "1", "0", "-1") for n in CHEXPERT_FINDINGS)
         assert r["report"].startswith("FINDINGS:")
-        assert r["split"] in ("train", "validate", "test") and r["view"] in ("PA", "AP")
+        assert r["split"] in ("train", "val", "test") and r["view"] in ("PA", "AP")
     assert len({r["id"] for r in rows}) == 20
 
 

@@ -94,3 +94,32 @@ def test_labeler_recovers_phantom_labels():
     assert macro >= 0.95, table
     neg = [table[n]["negative"] for n in scored if any(c.labels[n] == 0.0 for c in CASES)]
     assert float(np.mean(neg)) >= 0.9, table
+
+
+def test_labeler_reads_each_report_sentence_as_its_template_asserts():
+    pytest.importorskip("diffcxr.knowledge")
+    from diffcxr.knowledge import label_report
+
+    checked, wrong = 0, []
+    seen = set()
+    for case in CASES[:200]:
+        _, _, sentences = write_report(case.findings, case.rng(1), return_sentences=True)
+        for text, lab in sentences:
+            if text in seen:
+                continue
+            seen.add(text)
+            got = label_report(text).labels
+            for name, v in lab.items():
+                checked += 1
+                g = got[name]
+                if g is None or g != g or float(g) != float(v):
+                    wrong.append((text, name, v, g))
+    assert checked > 100
+    assert len(wrong) <= 0.02 * checked, wrong[:10]
+
+
+def test_write_report_sentences_rebuild_the_case_report():
+    case = CASES[3]
+    text, labels, sentences = write_report(case.findings, case.rng(1), return_sentences=True)
+    assert text == case.report and labels == case.labels
+    assert all(s in text for s, _ in sentences)

@@ -152,7 +152,7 @@ def case_row(case: PhantomCase, path: str, split: str) -> dict:
 
 def _split(seed: int, index: int) -> str:
     u = np.random.default_rng([seed, index, 4]).random()
-    return "train" if u < 0.8 else ("validate" if u < 0.9 else "test")
+    return "train" if u < 0.8 else ("val" if u < 0.9 else "test")
 
 
 def is_phantom_dir(path: Path) -> bool:

@@ -46,9 +46,9 @@ def render_lateral(p: Patient, size: int, rng: np.random.Generator) -> np.ndarra
     xf = x * facing
     tissue = np.sqrt(np.clip(1.0 - (xf / 0.78) ** 2, 0, 1)) ** 0.7 * ramp(y + 1.1, 0.2)
     dome = 0.25 + 0.18 * (xf + 0.1) ** 2
-    lung = ramp(1.0 - ((xf - 0.02) / 0.52) ** 2 - ((y + 0.05) / 0.72) ** 2, 0.08) * ramp(dome - y, 0.03)
-    heart = ramp(1.0 - ((xf + 0.22) / 0.26) ** 2 - ((y - 0.18) / 0.28) ** 2, 0.1)
-    air = lung * (1.0 - 0.7 * heart)
+    lung = ramp(1.0 - ((xf - 0.02) / 0.55) ** 2 - ((y + 0.05) / 0.75) ** 2, 0.35) * ramp(dome - y, 0.04)
+    heart = ramp(1.0 - ((xf + 0.2) / 0.3) ** 2 - ((y - 0.15) / 0.32) ** 2, 0.5)
+    air = lung * (1.0 - 0.55 * heart) * (0.55 + 0.25 * ramp(y + 0.6, 0.6))
     spine_x = 0.55
     phase = np.cos(y * (2 * np.pi / 0.12))
     spine = ramp(0.07 - np.abs(xf - spine_x), 0.01) * (0.45 + 0.2 * np.clip(phase, 0, 1))
@@ -84,6 +84,14 @@ def render_non_chest(size: int, rng: np.random.Generator) -> np.ndarray:
             along = -(x * math.sin(a)) + (y - 0.7) * math.cos(a)
             img += 0.45 * ramp(0.05 - d, 0.015) * ramp(-along - 0.1, 0.02) * ramp(1.3 + along, 0.02)
     img = np.clip(img, 0, 1) ** rng.uniform(0.8, 1.2)
+    # positioning varies: rotate, shift and zoom the part on the film
+    zoom = rng.uniform(1.0, 1.3)
+    im = _to_pil(np.ascontiguousarray(img, dtype=np.float32)).rotate(
+        float(rng.uniform(-35, 35)), resample=Image.BILINEAR, fillcolor=0.0,
+        translate=tuple(float(v) for v in rng.uniform(-0.1, 0.1, 2) * size))
+    w = size / zoom
+    c0 = (size - w) / 2
+    img = _from_pil(im.resize((size, size), Image.BILINEAR, box=(c0, c0, c0 + w, c0 + w)))
     img = img + rng.uniform(0.005, 0.02) * rng.standard_normal(img.shape, dtype=np.float32)
     return np.clip(img, 0, 1).astype(np.float32)
 

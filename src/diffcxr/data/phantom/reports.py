@@ -67,7 +67,7 @@ def _positive(f: Finding, rng, hedge: bool) -> tuple[Sentence, Sentence]:
     k, sev, side = f.kind, f.severity, f.side
     if k == "cardiomegaly":
         if hedge:
-            s = _pick(rng, ["Heart size is borderline.", "The heart size is at the upper limits of normal.",
+            s = _pick(rng, ["Heart size is borderline.", "The cardiac silhouette is mildly prominent.",
                             "Possible mild cardiomegaly."])
             return (s, {"Cardiomegaly": -1}), ("Borderline heart size.", {"Cardiomegaly": -1})
         s = _pick(rng, [f"{_cap(ADJ[sev])} cardiomegaly.", f"The heart is {ADV[sev]} enlarged.",
@@ -302,10 +302,11 @@ NORMAL_LUNGS = ["The lungs are clear.", "Lungs are well expanded and clear.", "T
 NORMAL_BONES = ["No acute osseous abnormality.", "Visualized osseous structures are unremarkable."]
 
 
-def write_report(findings: list[Finding], rng: np.random.Generator) -> tuple[str, dict]:
+def write_report(findings: list[Finding], rng: np.random.Generator, return_sentences: bool = False):
     """Write FINDINGS + IMPRESSION for ``findings``; return ``(text, labels)``.
 
-    ``labels`` maps each of the 14 CheXpert findings to ``1.0`` / ``0.0`` / ``-1.0`` / ``None``.
+    ``labels`` maps each of the 14 CheXpert findings to ``1.0`` / ``0.0`` / ``-1.0`` / ``None``. With
+    ``return_sentences=True`` also return the list of ``(sentence, labels it asserts)`` the report is made of.
     """
     groups: dict[str, list[Sentence]] = {"devices": [], "lungs": [], "pleura": [], "heart": [], "bones": []}
     impression: list[Sentence] = []
@@ -345,6 +346,8 @@ def write_report(findings: list[Finding], rng: np.random.Generator) -> tuple[str
         imp_text = " ".join(s for s, _ in imp_sents)
     text = "FINDINGS: " + " ".join(s for s, _ in body) + "\n\nIMPRESSION: " + imp_text
     labels = _combine([lab for _, lab in body] + [lab for _, lab in imp_sents])
+    if return_sentences:
+        return text, labels, body + imp_sents
     return text, labels
 
 
