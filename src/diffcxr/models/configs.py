@@ -55,9 +55,10 @@ def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
         if not path.suffix and str(name_or_path) in MODEL_CONFIG_NAMES:
             path = model_config_dir() / f"{name_or_path}.yaml"
         if not path.is_file():
+            where_looked = "" if path == Path(name_or_path) else f"; looked for {path}"
             raise DiffCXRError(
                 f"model config {str(name_or_path)!r} not found (give one of {', '.join(MODEL_CONFIG_NAMES)} "
-                f"or a path to a YAML file; looked for {path})"
+                f"or a path to a YAML file{where_looked})"
             )
         import yaml
 
