@@ -158,6 +158,11 @@ def test_mimic_style_report_ignores_indication() -> None:
     assert labels["No Finding"] == POS
 
 
+def test_bulleted_lines_are_separate_sentences() -> None:
+    labels = label_report("IMPRESSION:\n- No pleural effusion\n- Small right apical pneumothorax\n2) Mild edema").labels
+    assert labels["Pleural Effusion"] == NEG and labels["Pneumothorax"] == POS and labels["Edema"] == POS
+
+
 def test_iu_style_report() -> None:
     text = ("The cardiomediastinal silhouette is within normal limits. Mildly hyperexpanded lungs. There is a calcified "
             "granuloma in the right upper lobe. No pneumothorax or pleural effusion. Degenerative changes of the "

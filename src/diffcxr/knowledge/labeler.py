@@ -118,7 +118,8 @@ _TRIGGER_RE = re.compile(
                                for i, (_, _, v) in enumerate(P.TRIGGERS) if any(_is_punctuation(f) for f in v)))
 _HEADER_RE = re.compile(r"(?im)^[ \t]*(" + "|".join(sorted(P.SECTION_HEADERS, key=len, reverse=True)) + r")[ \t]*:")
 _WORD_RE = re.compile(r"\w+")
-_SENTENCE_END_RE = re.compile(r"[.!?](?=\s|$)|\n[ \t]*\n")
+# sentence ends: ". " / "? " / "! ", a blank line, or a line break before a bullet or a numbered item
+_SENTENCE_END_RE = re.compile(r"[.!?](?=\s|$)|\n[ \t]*\n|\n(?=[ \t]*(?:[-*\u2022]|\d{1,2}[.)])[ \t])")
 _ASCII_WORD_RE = re.compile(r"[a-z]+")
 
 
@@ -126,7 +127,7 @@ _ASCII_WORD_RE = re.compile(r"[a-z]+")
 class _Trigger:
     start: int
     end: int
-    kind: str       # neg | unc | pseudo | term
+    kind: str       # neg | unc | rel | pseudo | term
     direction: str  # pre | post | both
 
 
