@@ -150,6 +150,13 @@ def blur(arr: np.ndarray, factor: int) -> np.ndarray:
     return np.asarray(small.resize((w, h), Image.BILINEAR), dtype=np.float32)
 
 
+def _smooth_noise(rng: np.random.Generator, size: int, scale: int) -> np.ndarray:
+    """Unit-variance-ish noise smooth over ``scale`` pixels: drawn small, bilinearly upsampled (cheap)."""
+    n = max(2, size // scale)
+    small = rng.standard_normal((n, n), dtype=np.float32)
+    return np.asarray(Image.fromarray(small, "F").resize((size, size), Image.BILINEAR), dtype=np.float32)
+
+
 class Canvas:
     """An 8-bit PIL drawing surface in image pixels, addressed with patient coordinates."""
 
@@ -287,7 +294,7 @@ def heart_mask(p: Patient, x, y, soft: float = 0.02):
     return m * ramp(y - p.heart_top, 0.06) * ramp(heart_base(p) + 0.1 - y, 0.02)
 
 
-def lung_mask(p: Patient, side: int, x, y, edge: float = 0.02):
+def lung_mask(p: Patient, side: int, x, y, edge: float = 0.03):
     xl = side * x
     m = ramp(lateral_border(p, side, y) - xl, edge)
     m = m * ramp(xl - medial_border(p, side, y), edge)
@@ -423,7 +430,9 @@ def render_anatomy(p: Patient, size: int, fractures=(), congestion: float = 0.0)
         xl = s * x
         periph = ramp(lateral_border(p, s, y) - xl, 0.22) * 0.35 + 0.65
         air += lung[s] * periph
-    air = air * (0.78 + 0.22 * smoothstep(p.apex_y, -0.2, y))
+    air = air * (0.78 + 0.22 * smoothstep(p.apex_y, -0.2, y)) * (1.0 - 0.12 * smoothstep(0.0, 0.5, y))
+    # fine parenchymal texture (a few pixels across), so the lungs are not flat
+    air = air * (1.0 - 0.07 * _smooth_noise(np.random.default_rng(p.vessel_seed + 1), size, 4))
     air = air * (1.0 - 0.82 * heart)
     # trachea and main bronchi
     carina = p.hilum_y[LEFT] - 0.10
@@ -449,7 +458,7 @@ def render_anatomy(p: Patient, size: int, fractures=(), congestion: float = 0.0)
     lungs = np.clip(lung[RIGHT] + lung[LEFT], 0, 1)
     vessels = vessels * lungs * (1.0 - 0.75 * heart)  # retrocardiac vessels are barely seen
     # bones are seen best against the air-filled lungs, poorly through the abdomen and heart
-    bone = bone * (0.2 + 0.8 * lungs * (1.0 - 0.5 * heart))
+    bone = bone * (0.3 + 0.7 * blur(lungs * (1.0 - 0.5 * heart), max(2, size // 24)))
     zeros = np.zeros_like(x)
     return Layers(
         x=x, y=y, tissue=tissue, air=air, lung=lung, heart=heart, bone=bone, vessels=vessels,
@@ -471,9 +480,11 @@ def compose(layers: Layers, p: Patient, rng: np.random.Generator) -> np.ndarray:
     img = 1.0 - np.exp(-1.1 * p.contrast * att)
     # detector response: window, gamma, exposure offset
     img = np.clip(img / (1.0 - math.exp(-1.1 * p.contrast * 1.9)) + p.brightness, 0.0, 1.0) ** p.gamma
-    # film noise: fine grain + low-frequency mottle
     size = layers.size
+    # digital-radiography processing: unsharp masking raises local contrast (edges, vessels, ribs)
+    img = img + 0.4 * (img - blur(img, max(2, size // 24)))
+    # film noise: fine grain + low-frequency mottle
     grain = rng.standard_normal((size, size), dtype=np.float32)
-    mottle = blur(rng.standard_normal((size, size), dtype=np.float32), max(2, size // 32))
-    img = img + p.noise_sigma * grain + 0.02 * mottle
+    mottle = _smooth_noise(rng, size, max(2, size // 8))
+    img = img + p.noise_sigma * grain + 0.015 * mottle
     return np.clip(img, 0.0, 1.0).astype(np.float32)

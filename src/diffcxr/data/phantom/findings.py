@@ -394,10 +394,12 @@ def _devices(L: Layers, p: Patient, f: Finding, rng) -> None:
             cv.line([0.01 + dx, 0.01 + dx], [-1.1, tip], 0.007, 200)
         cv.line([0.012, 0.012], [-1.1, tip], 0.004, 255)
     if "enteric" in devs:
-        ys = np.linspace(-1.1, 0.35, 12)
+        dome = p.dome_y[LEFT]
+        ys = np.linspace(-1.1, dome + 0.06, 10)
         xs = 0.03 + 0.02 * np.sin(ys * 3)
-        xs[-3:] = [0.15, 0.32, 0.42]
-        ys[-3:] = [ys[-4] + 0.06, ys[-4] + 0.1, ys[-4] + 0.08]
+        # through the oesophagus, below the left hemidiaphragm, tip in the stomach
+        xs = np.concatenate([xs, [0.12, 0.26, 0.40]])
+        ys = np.concatenate([ys, [dome + 0.13, dome + 0.17, dome + 0.14]])
         cv.line(xs, ys, 0.01, 180)
     if "cvc" in devs:
         s = SIDE_SIGN[f.detail.get("cvc_side", "right")]

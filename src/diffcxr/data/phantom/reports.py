@@ -337,7 +337,7 @@ def write_report(findings: list[Finding], rng: np.random.Generator, return_sente
     if normal or not imp_sents:
         imp_sents = [(_pick(rng, NORMAL_IMPRESSIONS), {})]
         if dev_imp and rng.random() < 0.5:
-            imp_sents = dev_imp + imp_sents
+            imp_sents = imp_sents + dev_imp
     elif dev_imp and rng.random() < 0.5:
         imp_sents = imp_sents + dev_imp
     if len(imp_sents) > 1 and rng.random() < 0.5:
