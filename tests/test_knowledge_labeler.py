@@ -62,6 +62,7 @@ CASES = [
     ("Normal heart size.", {"Cardiomegaly": NEG}),
     ("Widened mediastinum.", {"Enlarged Cardiomediastinum": POS}),
     ("Heart size is stable.", {"Cardiomegaly": None}),
+    ("Lungs: clear. Pleura: no effusion. Heart: normal size.", {"Cardiomegaly": NEG, "Pleural Effusion": NEG}),
     # hyphenation, British spelling, upper case, de-identification tokens
     ("Small right-sided pleural effusion.", {"Pleural Effusion": POS}),
     ("The cardio-mediastinal silhouette is enlarged.", {"Enlarged Cardiomediastinum": POS}),

@@ -77,3 +77,20 @@ def test_apply_overrides_returns_new_dict() -> None:
     assert apply_overrides(labels, {"cardiomegaly": 1.0})["Cardiomegaly"] == 1.0
     with pytest.raises(ReportError):
         apply_overrides(labels, {"Heart Attack": 1.0})
+
+
+def test_override_values_are_normalised() -> None:
+    out = apply_overrides({}, {"Edema": 1, "Pneumonia": "-1", "Fracture": math.nan, "Atelectasis": "u", "Lung Opacity": 0})
+    assert out == {"Edema": 1.0, "Pneumonia": -1.0, "Fracture": None, "Atelectasis": -1.0, "Lung Opacity": 0.0}
+    assert all(isinstance(v, float) for v in out.values() if v is not None)
+    for bad in (2, "maybe", [1]):
+        with pytest.raises(ReportError, match="not 1, 0, -1 or blank"):
+            apply_overrides({}, {"Edema": bad})
+
+
+def test_label_reports_batch() -> None:
+    from diffcxr.knowledge import label_reports
+
+    results = label_reports(["Mild cardiomegaly.", "", "No effusion."])
+    assert [r.labels["Cardiomegaly"] for r in results] == [1.0, None, None]
+    assert results[1].warnings and results[2].labels["Pleural Effusion"] == 0.0

@@ -14,6 +14,7 @@ from diffcxr.knowledge.prompt import (
     apply_overrides,
     canonical_finding,
     knowledge_prompt,
+    label_value,
     parse_label_overrides,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "knowledge_prompt",
     "label_report",
     "label_reports",
+    "label_value",
     "parse_label_overrides",
 ]

@@ -241,7 +241,8 @@ def _direct_mentions(doc: _Doc, text: str) -> Iterator[Evidence]:
 def _qualifier_for(doc: _Doc, start: int, end: int, qualifiers: list[tuple[int, int, str]]) -> tuple[int, int, str] | None:
     """Nearest qualifier in the same sentence before (≤ 4 words) or after (≤ 8 words) the anatomy term."""
     sid = doc.sentence(start)
-    terms = [t for t in doc.triggers.get(sid, ()) if t.kind == "term"]
+    # a colon ends a scope but not "Heart: normal size"
+    terms = [t for t in doc.triggers.get(sid, ()) if t.kind == "term" and doc.low[t.start:t.end] != ":"]
     best, best_gap = None, None
     for q in qualifiers:
         if doc.sentence(q[0]) != sid or (q[0] < end and start < q[1]):

@@ -79,9 +79,30 @@ def parse_label_overrides(spec: str) -> dict[str, float | None]:
     return overrides
 
 
-def apply_overrides(labels: Mapping[str, float | None], overrides: Mapping[str, float | None]) -> dict[str, float | None]:
-    """A new labels dict with ``overrides`` applied (finding names are canonicalised)."""
+def label_value(value: object) -> float | None:
+    """Normalise an override value: 1 / 0 / -1 (int, float, or string like ``"1"``, ``"u"``), or None / NaN / ``""``.
+
+    Raises :class:`ReportError` for anything else.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in _VALUES:
+            return _VALUES[key]
+    elif isinstance(value, (int, float)):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        if number in (POSITIVE, NEGATIVE, UNCERTAIN):
+            return number
+    raise ReportError(f"label value {value!r} is not 1, 0, -1 or blank")
+
+
+def apply_overrides(labels: Mapping[str, float | None], overrides: Mapping[str, object]) -> dict[str, float | None]:
+    """A new labels dict with ``overrides`` applied (finding names canonicalised, values normalised to
+    ``1.0`` / ``0.0`` / ``-1.0`` / ``None``)."""
     out = dict(labels)
     for name, value in overrides.items():
-        out[canonical_finding(name)] = value
+        out[canonical_finding(name)] = label_value(value)
     return out
