@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "data": "diffcxr.cli.data",
     "filter": "diffcxr.cli.filter",
     "evaluate": "diffcxr.cli.evaluate",
+    "downstream": "diffcxr.cli.downstream",
 }
 
 # Errors that are caused by the user's input/environment rather than by a bug in diffcxr.

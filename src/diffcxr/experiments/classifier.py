@@ -37,7 +37,7 @@ CLASS_NAME = "SmallCXRClassifier"
 
 
 class SmallCXRClassifier(nn.Module):
-    """Conv stages (3×3 conv → BatchNorm → ReLU, ×2, then 2× downsampling) → global average pool → linear.
+    """Conv stages (3×3 conv stride 2 → BN → ReLU → 3×3 conv → BN → ReLU) → global average pool → linear.
 
     ``features(x)`` is the pooled penultimate vector ``(B, channels[-1])``; ``forward(x)`` the logits ``(B, F)``.
     Input: ``(B, 1, S, S)`` in ``[-1, 1]``, any ``S`` ≥ ``2**len(channels)``.
@@ -49,11 +49,9 @@ class SmallCXRClassifier(nn.Module):
         self.config = {"channels": list(channels), "num_findings": int(num_findings), "image_size": int(image_size),
                        "findings": list(findings), "_class_name": CLASS_NAME}
         layers, c_in = [], 1
-        for i, c in enumerate(channels):
-            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
                        nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
-            if i < len(channels) - 1:
-                layers.append(nn.MaxPool2d(2))
             c_in = c
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, num_findings)

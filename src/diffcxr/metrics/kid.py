@@ -54,9 +54,13 @@ class ReservoirSampler:
 
 
 def polynomial_mmd2(f_real: torch.Tensor, f_fake: torch.Tensor, degree: int = 3, gamma: float | None = None,
-                    coef: float = 1.0) -> float:
-    """Unbiased MMD² between two equal-size feature sets with a polynomial kernel (float64)."""
-    x, y = f_real.double(), f_fake.double()
+                    coef: float = 1.0, dtype: torch.dtype = torch.float32) -> float:
+    """Unbiased MMD² between two equal-size feature sets with a polynomial kernel.
+
+    Kernel matrices in ``dtype`` (float32 by default, like torchmetrics; float64 for exact comparisons), sums in
+    float64.
+    """
+    x, y = f_real.to(dtype), f_fake.to(dtype)
     m = x.shape[0]
     if m < 2 or y.shape[0] != m:
         raise DiffCXRError("MMD needs two sets of the same size >= 2")
@@ -64,6 +68,7 @@ def polynomial_mmd2(f_real: torch.Tensor, f_fake: torch.Tensor, degree: int = 3,
     k_xx = (x @ x.T * gamma + coef) ** degree
     k_yy = (y @ y.T * gamma + coef) ** degree
     k_xy = (x @ y.T * gamma + coef) ** degree
+    k_xx, k_yy, k_xy = k_xx.double(), k_yy.double(), k_xy.double()
     sum_xx = (k_xx.sum() - k_xx.diagonal().sum()) / (m * (m - 1))
     sum_yy = (k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
     return float(sum_xx + sum_yy - 2 * k_xy.mean())

@@ -1,0 +1,163 @@
+"""The downstream study: does "few real + synthetic" training data reach the mAUC of all real data?
+
+For each fraction ``f`` of the real training split (nested subsets from one seeded permutation, so 1 % ⊂ 10 %
+⊂ 100 %), train the CXR classifier (:func:`diffcxr.experiments.classifier.train_classifier`) on
+
+- the real subset only, and
+- the real subset plus ``N`` synthetic images (generated from training reports outside the smallest subset),
+
+with the **same number of optimizer steps** for every run (small subsets are revisited more often), then
+compute the per-finding AUROC and mAUC on the real test split (uncertain excluded, not mentioned = negative,
+:mod:`diffcxr.metrics.auroc`). Labels of synthetic images are those of their conditioning report (sidecar).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffcxr.errors import DiffCXRError
+
+__all__ = ["DownstreamConfig", "nested_subsets", "synthetic_records", "run_downstream", "format_table"]
+
+
+@dataclass
+class DownstreamConfig:
+    fractions: tuple[float, ...] = (0.01, 0.1, 1.0)
+    size: int = 64
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 2e-3
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    seed: int = 0
+    uncertain: str = "exclude"  # evaluation policy
+    missing: str = "negative"
+
+
+class _InMemory(torch.utils.data.Dataset):
+    """Records decoded once at ``size`` and kept as one tensor (phantom/IU-scale sets fit easily)."""
+
+    def __init__(self, records, size: int) -> None:
+        from diffcxr.data.image_io import load_image
+
+        if not records:
+            raise DiffCXRError("empty image set")
+        self.pixels = torch.stack([load_image(r.image_path, size) for r in records])
+        self.labels = torch.from_numpy(np.stack([r.labels for r in records]).astype(np.float32))
+
+    def __len__(self):
+        return self.pixels.shape[0]
+
+    def __getitem__(self, i):
+        return {"pixel_values": self.pixels[i], "labels": self.labels[i]}
+
+
+class _Concat(torch.utils.data.ConcatDataset):
+    pass
+
+
+def nested_subsets(n: int, fractions, seed: int = 0) -> dict[float, np.ndarray]:
+    """Index sets of size ``max(1, round(f·n))`` that are prefixes of one seeded permutation (nested)."""
+    order = np.random.default_rng(seed).permutation(n)
+    out = {}
+    for f in fractions:
+        if not 0 < f <= 1:
+            raise DiffCXRError(f"fractions must be in (0, 1], got {f}")
+        out[f] = np.sort(order[: max(1, int(round(f * n)))])
+    return out
+
+
+def synthetic_records(folder, limit: int | None = None):
+    """Generated PNGs + sidecars → :class:`~diffcxr.data.Record` list (labels of the conditioning report)."""
+    from diffcxr.data.records import Record
+    from diffcxr.experiments.evaluation import read_generated
+
+    items = read_generated(folder, limit, need_labels=True)
+    records = [Record(id=g.id, image_path=g.path, report=g.report or "", labels=g.labels, split="synthetic",
+                      labels_source=g.labels_source) for g in items if g.labels_source != "none"]
+    if not records:
+        raise DiffCXRError(f"no generated image in {folder} has a sidecar with labels or a report")
+    return records
+
+
+def format_table(result: dict) -> str:
+    with_synth = any(r.get("mauc_with_synthetic") is not None for r in result["rows"])
+    head = "| real fraction | real images | mAUC real only |"
+    sep = "|---:|---:|---:|"
+    if with_synth:
+        head += f" synthetic | mAUC real + synthetic |"
+        sep += "---:|---:|"
+    lines = [head, sep]
+    for r in result["rows"]:
+        line = f"| {r['fraction']:.0%} | {r['n_real']} | {r['mauc_real']:.3f} |"
+        if with_synth:
+            line += f" {r['n_synthetic']} | {r['mauc_with_synthetic']:.3f} |"
+        lines.append(line)
+    if result.get("synthetic_only") is not None:
+        lines.append(f"\nsynthetic only ({result['n_synthetic']} images): mAUC {result['synthetic_only']:.3f}")
+    return "\n".join(lines)
+
+
+def run_downstream(train_records, test_records, cfg: DownstreamConfig, synthetic=None, *, out_dir=None,
+                   synthetic_only: bool = True, log=print) -> dict:
+    """Run the study; returns ``{"config", "rows": [...], "per_finding": {...}}`` (also written to ``out_dir``)."""
+    from diffcxr.experiments.classifier import ClassifierTrainConfig, predict_scores, save_classifier, train_classifier
+    from diffcxr.metrics.auroc import per_finding_auroc
+
+    if not train_records or not test_records:
+        raise DiffCXRError(f"need real training and test images, got {len(train_records)} train and "
+                           f"{len(test_records)} test")
+    t0 = time.perf_counter()
+    log(f"loading {len(train_records)} train + {len(test_records)} test real images at {cfg.size}px")
+    train_set, test_set = _InMemory(train_records, cfg.size), _InMemory(test_records, cfg.size)
+    synth_set = _InMemory(synthetic, cfg.size) if synthetic else None
+    subsets = nested_subsets(len(train_set), cfg.fractions, cfg.seed)
+    tcfg = ClassifierTrainConfig(image_size=cfg.size, channels=tuple(cfg.channels), epochs=10**6, max_steps=cfg.steps,
+                                 batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
+
+    def fit_and_score(dataset, name):
+        t = time.perf_counter()
+        model = train_classifier(dataset, tcfg)
+        scores, labels = predict_scores(model, test_set)
+        res = per_finding_auroc(scores, labels, uncertain=cfg.uncertain, missing=cfg.missing)
+        log(f"  {name}: {len(dataset)} images, mAUC {res.mauc:.3f} ({time.perf_counter() - t:.0f}s)")
+        if out_dir is not None:
+            save_classifier(model, Path(out_dir) / "classifiers" / name)
+        return res
+
+    rows, per_finding = [], {}
+    for f in cfg.fractions:
+        real = torch.utils.data.Subset(train_set, subsets[f].tolist())
+        name = f"real{f:g}"
+        res = fit_and_score(real, name)
+        row = {"fraction": f, "n_real": len(real), "mauc_real": res.mauc, "n_synthetic": 0, "mauc_with_synthetic": None}
+        per_finding[name] = res.to_dict()
+        if synth_set is not None:
+            name_s = f"real{f:g}+synthetic"
+            res_s = fit_and_score(_Concat([real, synth_set]), name_s)
+            row.update(n_synthetic=len(synth_set), mauc_with_synthetic=res_s.mauc)
+            per_finding[name_s] = res_s.to_dict()
+        rows.append(row)
+    result = {"config": asdict(cfg), "n_train_real": len(train_set), "n_test": len(test_set),
+              "n_synthetic": len(synth_set) if synth_set is not None else 0, "rows": rows,
+              "synthetic_only": None, "per_finding": per_finding, "seconds": None}
+    if synth_set is not None and synthetic_only:
+        res = fit_and_score(synth_set, "synthetic_only")
+        result["synthetic_only"] = res.mauc
+        per_finding["synthetic_only"] = res.to_dict()
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "downstream.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+        (out / "downstream.md").write_text(
+            "# Downstream: classifier mAUC on the real test split\n\n"
+            f"{result['n_train_real']} real training images, {result['n_test']} real test images, "
+            f"{cfg.steps} steps per run at {cfg.size}px (seed {cfg.seed}); uncertain labels {cfg.uncertain}, "
+            f"not mentioned = {cfg.missing}.\n\n" + format_table(result) + "\n", encoding="utf-8")
+    return result
