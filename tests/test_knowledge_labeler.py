@@ -139,6 +139,7 @@ def test_aggregation_positive_beats_uncertain_beats_negative() -> None:
 @pytest.mark.parametrize("text,no_finding", [
     ("Heart size normal. Lungs are clear. No pneumothorax or pleural effusion.", POS),
     ("Normal chest.", POS),
+    ("No active cardiopulmonary disease.", POS),
     ("Lungs are clear. Right PICC line tip in the SVC.", POS),          # devices do not count
     ("Mild cardiomegaly.", None),
     ("Possible small effusion.", None),                                   # uncertain counts
@@ -182,8 +183,10 @@ def test_empty_or_non_text_never_raises(text) -> None:
     assert res.warnings
 
 
-def test_non_english_text() -> None:
-    res = label_report("Keine Auffälligkeiten. Herz normal groß.")
+@pytest.mark.parametrize("text", ["Keine Auffälligkeiten. Herz normal groß.", "Sin hallazgos patológicos.",
+                                  "Pas d'anomalie.", "正常胸片"])
+def test_non_english_text(text: str) -> None:
+    res = label_report(text)
     assert all(v is None for v in res.labels.values())
     assert any("English" in w for w in res.warnings)
 

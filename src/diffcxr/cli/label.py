@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -129,37 +128,49 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    buffer = io.StringIO()
-    writer = None
-    if fmt == "csv":
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["id", "Reports", *CHEXPERT_FINDINGS, "knowledge_prompt"])
+    out = Path(args.out).expanduser() if args.out else None
+    if out is not None:
+        if out.is_dir():
+            raise ReportError(f"--out {out} is a folder; give a file name such as {out / 'labels.jsonl'}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(out.name + ".partial")
+        handle = partial.open("w", encoding="utf-8", newline="")
+    else:
+        handle = sys.stdout
     n_warned = 0
-    for report_id, text in tqdm(items, desc="labeling", unit="report", disable=len(items) < PROGRESS_MIN_REPORTS):
-        result = label_report(text)
-        labels = apply_overrides(result.labels, overrides) if overrides else result.labels
-        prompt = knowledge_prompt(labels, uncertain_as_positive=args.uncertain_as_positive)
-        if result.warnings:
-            n_warned += 1
-            if len(items) == 1:
-                for warning in result.warnings:
-                    print(f"diffcxr: warning: {warning}", file=sys.stderr)
-        if writer is not None:
-            writer.writerow([report_id, text, *(_csv_value(labels[f]) for f in CHEXPERT_FINDINGS), prompt])
-        else:
-            row = {"id": report_id, "report": text, "labels": labels,
-                   "evidence": [e.to_dict() for e in result.evidence], "knowledge_prompt": prompt}
+    try:
+        writer = None
+        if fmt == "csv":
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["id", "Reports", *CHEXPERT_FINDINGS, "knowledge_prompt"])
+        for report_id, text in tqdm(items, desc="labeling", unit="report", disable=len(items) < PROGRESS_MIN_REPORTS):
+            result = label_report(text)
+            labels = apply_overrides(result.labels, overrides) if overrides else result.labels
+            prompt = knowledge_prompt(labels, uncertain_as_positive=args.uncertain_as_positive)
             if result.warnings:
-                row["warnings"] = result.warnings
-            buffer.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n_warned += 1
+                if len(items) == 1:
+                    for warning in result.warnings:
+                        print(f"diffcxr: warning: {warning}", file=sys.stderr)
+            if writer is not None:
+                writer.writerow([report_id, text, *(_csv_value(labels[f]) for f in CHEXPERT_FINDINGS), prompt])
+            else:
+                row = {"id": report_id, "report": text, "labels": labels,
+                       "evidence": [e.to_dict() for e in result.evidence], "knowledge_prompt": prompt}
+                if result.warnings:
+                    row["warnings"] = result.warnings
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    except BaseException:
+        if out is not None:
+            handle.close()
+            partial.unlink(missing_ok=True)
+        raise
+    if out is not None:
+        handle.close()
+        partial.replace(out)  # the output file appears only when complete
     if n_warned and len(items) > 1:
         print(f"diffcxr: warning: {n_warned} of {len(items)} reports were empty, truncated or not English "
               "(the jsonl output lists 'warnings' per report)", file=sys.stderr)
-    if args.out:
-        out = Path(args.out).expanduser()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(buffer.getvalue(), encoding="utf-8")
+    if out is not None:
         print(f"wrote {len(items)} labeled report(s) to {out}", file=sys.stderr)
-    else:
-        sys.stdout.write(buffer.getvalue())
     return 0

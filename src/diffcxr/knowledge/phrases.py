@@ -407,7 +407,11 @@ POST_SCOPE_WORDS = 12  # "pneumothorax, effusion and consolidation are not seen"
 ENGLISH_MARKERS: frozenset[str] = frozenset(
     "the is are no not and of with without in normal clear lungs lung heart chest acute seen size "
     "there within limits evidence findings impression unremarkable stable view views lateral frontal pa ap "
-    "radiograph radiographs film x ray xray negative patient cardiac pulmonary pleural".split()
+    "radiograph radiographs film x ray xray negative patient cardiac pulmonary pleural active cardiopulmonary "
+    "disease process abnormality abnormalities change changes interval unchanged prior comparison exam "
+    "examination study intact structures bones bony osseous spine trachea midline expanded inflated well "
+    "focal mild small large left right bilateral upper lower lobe base bases apex silhouette contour "
+    "contours vasculature mediastinum mediastinal opacity effusion consolidation pneumothorax edema".split()
 )
 
 # Report section headers ("INDICATION:", "FINDINGS:" ...) -> whether mentions inside the section count.
