@@ -88,3 +88,21 @@ def test_missing_generated_folder(tiny, capsys):
     assert main(["evaluate", "--real", f"phantom:{root / 'real'}", "--generated", str(root / "nope"),
                  "--out", str(root / "bad"), "--extractor", "random", "--metrics", "fid"]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_evaluate_with_model_generates_then_scores(tiny, tmp_path):
+    """--model/--reports: generate with the saved tiny pipeline fixture (diffcxr generate's sidecars), then evaluate."""
+    from pathlib import Path
+
+    root, _, clf = tiny
+    model = Path(__file__).parent / "fixtures" / "tiny_pipeline"
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--real", f"phantom:{root / 'real'}", "--model", str(model), "--reports",
+                 f"phantom:{root / 'real'}", "--split", "all", "--n-reports", "2", "--samples-per-report", "2",
+                 "--steps", "2", "--metrics", "fid,msssim,mauc", "--extractor", "random", "--classifier", str(clf),
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocol"]["n_generated"] == 4 and metrics["msssim"]["n_reports"] == 2
+    assert metrics["mauc"]["labels_from"] == ["sidecar"]
+    assert len(list((out / "generated").glob("*.json"))) == 4
