@@ -81,12 +81,16 @@ def test_memorization_finds_planted_copy():
     g = torch.Generator().manual_seed(0)
     train = torch.randn(500, 32, generator=g)
     gen = torch.randn(20, 32, generator=g)
-    gen[7] = train[123] * 2.0  # a (rescaled) copy: cosine 1
+    gen[7] = train[123]  # a planted copy: cosine 1
     res = memorization(gen, train, threshold=0.95, top_k=3)
     assert res.closest[0][:2] == (7, 123) and res.closest[0][2] == pytest.approx(1.0, abs=1e-5)
     assert res.share_above == pytest.approx(1 / 20)
     d = res.to_dict([f"g{i}" for i in range(20)], [f"t{i}" for i in range(500)])
     assert d["closest"][0]["generated"] == "g7" and d["closest"][0]["train"] == "t123"
+    positive = torch.rand(50, 8, generator=g) + 1  # all-positive features: raw cosines are all high
+    assert memorization(positive[:5] + 0.01, positive[5:], center=False).share_above > 0.9
+    assert memorization(positive[:5] * 0 + positive[5:].mean(0) + 0.3 * torch.randn(5, 8, generator=g),
+                        positive[5:]).share_above < 0.5
 
 
 def test_random_extractor_deterministic_and_resizes():

@@ -147,9 +147,17 @@ class _Pass:
         return self
 
 
+def model_image_size(model) -> int | None:
+    """``config["image_size"]`` of a diffusers-style or diffcxr model, else an ``image_size`` attribute."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "get") and config.get("image_size"):
+        return int(config.get("image_size"))
+    return getattr(model, "image_size", None)
+
+
 @torch.no_grad()
 def _classify(classifier, x: torch.Tensor) -> np.ndarray:
-    size = getattr(classifier, "image_size", None) or (getattr(classifier, "config", None) or {}).get("image_size")
+    size = model_image_size(classifier)
     if size and x.shape[-1] != size:
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     logits = classifier(x)

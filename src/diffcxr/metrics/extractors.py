@@ -102,7 +102,9 @@ def cxr_extractor(classifier, device="cpu", input_size: int | None = None) -> Fe
 
         source = str(classifier)
         classifier = load_classifier(classifier)
-    size = input_size or getattr(classifier, "image_size", None) or (getattr(classifier, "config", {}) or {}).get("image_size")
+    from diffcxr.experiments.evaluation import model_image_size
+
+    size = input_size or model_image_size(classifier)
     return FeatureExtractor(classifier, "cxr", size, device=device, info={"classifier": source})
 
 

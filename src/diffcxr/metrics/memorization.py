@@ -1,6 +1,7 @@
 """Memorisation check: each generated image's nearest training image by feature cosine similarity.
 
-The training features are held as one ``(M, D)`` float32 matrix (L2-normalised); generated features are
+Cosines are computed on features centred by the training features' mean (``center=True``; raw pooled CNN
+features are mostly positive, which makes every raw cosine high). The training features are held as one ``(M, D)`` float32 matrix (L2-normalised); generated features are
 compared in chunks, so memory is ``O(M·D + chunk·M)``. ``share_above`` is the fraction of generated images
 whose nearest training image has cosine ≥ ``threshold``; ``closest`` lists the top pairs for inspection.
 """
@@ -45,8 +46,17 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x, dim=1)
 
 
-def nearest_neighbours(query, reference, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosine similarity and index of the nearest ``reference`` row for every ``query`` row."""
+def nearest_neighbours(query, reference, chunk: int = 1024, center: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine similarity and index of the nearest ``reference`` row for every ``query`` row.
+
+    ``center``: subtract the reference features' mean from both sides first. Pooled CNN features are mostly
+    positive, so raw cosines of unrelated images are already high; centred cosines are near 0 for unrelated
+    images and 1 for copies.
+    """
+    query, reference = torch.as_tensor(query).detach().float().cpu(), torch.as_tensor(reference).detach().float().cpu()
+    if center and reference.ndim == 2 and reference.shape[0] > 1 and query.ndim == 2 and query.shape[1] == reference.shape[1]:
+        mu = reference.mean(0, keepdim=True)
+        query, reference = query - mu, reference - mu
     q, r = _normalise(query), _normalise(reference)
     if q.shape[1] != r.shape[1]:
         raise DiffCXRError(f"feature dimensions differ: {q.shape[1]} vs {r.shape[1]}")
@@ -60,9 +70,9 @@ def nearest_neighbours(query, reference, chunk: int = 1024) -> tuple[torch.Tenso
     return torch.cat(sims), torch.cat(idxs)
 
 
-def memorization(generated, train, threshold: float = 0.95, top_k: int = 8) -> MemorizationResult:
-    """Nearest training image per generated image; pairs with cosine ≥ ``threshold`` are flagged."""
-    sim, idx = nearest_neighbours(generated, train)
+def memorization(generated, train, threshold: float = 0.95, top_k: int = 8, center: bool = True) -> MemorizationResult:
+    """Nearest training image per generated image; pairs with (centred) cosine ≥ ``threshold`` are flagged."""
+    sim, idx = nearest_neighbours(generated, train, center=center)
     order = torch.argsort(sim, descending=True)[:top_k]
     closest = [(int(i), int(idx[i]), float(sim[i])) for i in order]
     return MemorizationResult(similarity=sim, index=idx, threshold=float(threshold), closest=closest)
