@@ -96,6 +96,8 @@ def test_bad_inputs(pipe):
         _run(pipe, latents=torch.randn(1, 4, 16, 16))
     with pytest.raises(DiffCXRError, match="prompt_embeds"):
         _run(pipe, prompt=None, prompt_embeds=torch.zeros(1, 10, 32))
+    with pytest.raises(DiffCXRError, match="generators"):
+        pipe(REPORT, num_images_per_prompt=2, generator=[torch.Generator()], num_inference_steps=1, progress=False)
     with pytest.raises(DiffCXRError, match="output_type"):
         _run(pipe, output_type="jpeg")
 

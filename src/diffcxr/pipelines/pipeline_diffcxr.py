@@ -232,6 +232,8 @@ class DiffCXRPipeline(DiffusionPipeline):
         # 3. noise
         c, s = self.denoiser.config.in_channels, self.denoiser.config.sample_size
         shape = (batch, c, s, s)
+        if isinstance(generator, list) and len(generator) != batch:
+            raise DiffCXRError(f"got {len(generator)} generators for {batch} images (one per image, or a single one)")
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
         else:
