@@ -45,15 +45,15 @@ class FilterConfig:
         figures: write the PNG figures; sheet_images: images per contact sheet.
     """
 
-    n_clusters: int = 8
+    n_clusters: int = 1
     remove_fraction: float = 0.02
     rounds: int = 3
     feature: str = "flatten"
     pool_size: int = 4
     pca_components: int = 0
     normalize: str = "robust"
-    min_cluster_fraction: float = 0.0
-    fit_samples: int = 50_000
+    min_cluster_fraction: float = 0.1
+    fit_samples: int = 20_000
     kmeans_batch_size: int = 2048
     n_init: int = 3
     max_iter: int = 50

@@ -312,8 +312,10 @@ def run_filter(config: FilterConfig, out_dir: str | Path, data: str | None = Non
         info.update(latent_cache=str(cache), vae=vae_id, vae_path=str(vae), image_size=size, latents_reused=reused)
     if len(array) == 0:
         raise DiffCXRError("the dataset is empty: no latents to filter")
+    latent_shape = list(array.shape[1:])
     encode_done = time.perf_counter()
     result, features = run_from_config(config, array, progress=progress)
+    del array  # only the features are needed from here on (memory at MIMIC scale)
     filter_done = time.perf_counter()
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -335,7 +337,7 @@ def run_filter(config: FilterConfig, out_dir: str | Path, data: str | None = Non
         "thresholds": result.thresholds,
         "cluster_sizes": result.cluster_sizes,
         "small_clusters": result.small_clusters,
-        "latent_shape": list(array.shape[1:]),
+        "latent_shape": latent_shape,
         "feature_dim": int(features.shape[1]),
         "skipped_unreadable": skipped,
         "most_anomalous": [{"id": ids[i], "view": views[i], "score_final": float(result.final_score[i]),

@@ -158,7 +158,7 @@ def latent_noise_filter(
     *,
     normalize: str = "robust",
     min_cluster_fraction: float = 0.0,
-    fit_samples: int = 50_000,
+    fit_samples: int = 20_000,
     kmeans_batch_size: int = 2048,
     n_init: int = 3,
     max_iter: int = 50,

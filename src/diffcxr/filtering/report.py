@@ -114,6 +114,7 @@ def contact_sheet(path: Path, rows, result, records, title: str, tile: int = 96)
 def write_figures(out_dir: Path, result, features: np.ndarray, records, config) -> list[Path]:
     """All figures into ``out_dir``; returns the paths written (contact sheets need image paths)."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     written = [plot_pca(out_dir / "pca.png", result, features, config.seed,
                         f"LNFS: K={result.n_clusters}, {result.rounds} × {result.remove_fraction:.1%} removed"),
                plot_score_histograms(out_dir / "score_hist.png", result)]
