@@ -81,7 +81,7 @@ def main() -> int:
     print("\nK / rounds sweep (lateral AUROC of the final score; precision/recall of removed for laterals):")
     for k in (1, 4, 8, 16):
         for rounds, fraction in ((1, 0.06), (3, 0.02)):
-            for mcf in (0.0, 0.05):
+            for mcf in (0.0, 0.05, 0.1):
                 r = latent_noise_filter(features, k, fraction, rounds, args.seed, normalize=config.normalize,
                                         min_cluster_fraction=mcf)
                 rem = ~r.kept
