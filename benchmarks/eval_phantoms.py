@@ -30,9 +30,10 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1500, help="phantoms to generate (default 1500)")
     ap.add_argument("--per-side", type=int, default=250, help="images per side in each FID comparison (default 250)")
     ap.add_argument("--steps", type=int, default=600, help="classifier optimizer steps (default 600)")
+    ap.add_argument("--channels", default="16,32,64,128", help="classifier widths (default 16,32,64,128)")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: oversubscribed shared cores make 2 threads slower)")
     ap.add_argument("--data", help="reuse this phantom folder instead of generating into a temp dir")
     ap.add_argument("--quick", action="store_true", help="n=400, per-side=100, steps=120")
     args = ap.parse_args()
@@ -59,7 +60,7 @@ def main() -> int:
 
     # -- 1. classifier on real phantoms ---------------------------------------------------------------------------
     train_set, held_set = _InMemory(train, args.size), _InMemory(held, args.size)
-    cfg = ClassifierTrainConfig(image_size=args.size, channels=(16, 32, 64, 128), epochs=10**6, max_steps=args.steps,
+    cfg = ClassifierTrainConfig(image_size=args.size, channels=tuple(int(c) for c in args.channels.split(",")), epochs=10**6, max_steps=args.steps,
                                 batch_size=32, lr=2e-3, seed=args.seed)
     t = time.perf_counter()
     model = train_classifier(train_set, cfg)
