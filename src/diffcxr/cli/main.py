@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "filter": "diffcxr.cli.filter",
     "evaluate": "diffcxr.cli.evaluate",
     "downstream": "diffcxr.cli.downstream",
+    "train": "diffcxr.cli.train",
+    "demo": "diffcxr.cli.demo",
 }
 
 # Errors that are caused by the user's input/environment rather than by a bug in diffcxr.

@@ -409,17 +409,22 @@ class Session:
         self.mixed_precision = resolve_mixed_precision(setting, cpu)
         if self.mixed_precision == "bf16" and not bf16_supported("cpu" if cpu else "cuda"):
             logger.warning("bf16 requested but not supported well on this device; it may be slow")
+        from accelerate.state import AcceleratorState
+
+        # AcceleratorState is a per-process singleton: a later stage (or test) in the same process may use another
+        # precision. Reset it but keep the process group (PartialState) of a distributed run.
+        AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(mixed_precision=self.mixed_precision, cpu=cpu)
         acc = self.accelerator
         self.rank, self.world = acc.process_index, acc.num_processes
         self.is_main = acc.is_main_process
         set_seed(run.seed + self.rank)
         self.checkpointer = Checkpointer(self.out_dir / "checkpoints", self.cfg.keep_last)
+        existing = self.checkpointer.latest()  # every process checks (shared file system): no one waits alone
+        if existing is not None and not resume:
+            raise DiffCXRError(f"{self.out_dir} already holds a {stage} run ({existing.name}); pass --resume to "
+                               "continue it or choose another --output-dir")
         if self.is_main:
-            existing = self.checkpointer.latest()
-            if existing is not None and not resume:
-                raise DiffCXRError(f"{self.out_dir} already holds a {stage} run ({existing.name}); pass --resume to "
-                                   "continue it or choose another --output-dir")
             self.out_dir.mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
         self.log_path = self.out_dir / "log.csv"

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 STAGES = ("vae", "vlm", "base", "adapter", "classifier")
-TRAIN_CONFIG_NAMES = ("tiny", "cpu-mini", "paper")
+TRAIN_CONFIG_NAMES = ("tiny", "demo", "cpu-mini", "paper")
 
 
 @dataclasses.dataclass

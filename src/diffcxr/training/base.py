@@ -1,0 +1,137 @@
+"""Stage 1: the base text-to-image U-ViT on cached latents and report tokens (DESIGN.md §1 training recipe).
+
+ε-prediction MSE; ``DDPMScheduler`` with scaled-linear β 0.00085–0.012 over 1000 steps; AdamW lr 2e-4,
+weight decay 0.03, betas (0.9, 0.9); linear warm-up then constant; EMA; with probability ``cond_drop_prob``
+(0.1) the report AND knowledge conditions are replaced by the empty-prompt embedding (classifier-free
+guidance). Latents and report embeddings are precomputed once (:mod:`diffcxr.training.cache`). Saves the EMA
+weights to ``<out>/base/uvit`` and a sample grid for hold-out reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from diffcxr.training.common import Session, stage_complete
+from diffcxr.training.config import RunConfig, save_run_info
+from diffcxr.training.data import select_records
+
+__all__ = ["train_base", "noise_scheduler", "drop_conditions"]
+
+
+def noise_scheduler(cfg):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_start=cfg.beta_start, beta_end=cfg.beta_end,
+                         beta_schedule=cfg.beta_schedule, prediction_type="epsilon")
+
+
+def drop_conditions(drop: torch.Tensor, empty: torch.Tensor, *conditions: torch.Tensor) -> list[torch.Tensor]:
+    """Replace the rows where ``drop`` is True by the empty-prompt embedding, in every condition together."""
+    mask = drop.view(-1, 1, 1)
+    return [torch.where(mask, empty.to(c.dtype).expand_as(c), c) for c in conditions]
+
+
+def train_base(run: RunConfig, data_spec: str, out_root, *, manifest: str | None = None, resume: bool = False,
+               mixed_precision: str | None = None, progress: bool = True, step_callback=None) -> Path:
+    from diffcxr.models.configs import uvit_kwargs
+    from diffcxr.models.uvit import UViT
+    from diffcxr.training.cache import prepare_latent_cache
+
+    out = Path(out_root) / "base"
+    mcfg, cfg = run.model_config(), run.base
+    if resume and stage_complete(out, cfg.max_steps):
+        print(f"[base] already complete in {out}", flush=True)
+        return out
+
+    # -- set-up ----------------------------------------------------------------------------------------------------
+    session = Session(run, "base", out, resume=resume, mixed_precision=mixed_precision, progress=progress,
+                      step_callback=step_callback)
+    acc = session.accelerator
+    train_records, holdout_records = select_records(data_spec, run.data, manifest)
+    if session.is_main:
+        save_run_info(run, out, "base", {"data": data_spec, "manifest": manifest, "train_records": len(train_records),
+                                         "mixed_precision": session.mixed_precision})
+    cache = prepare_latent_cache(run, session, train_records, out_root, progress=progress)
+    empty = cache.empty.to(session.device)
+    scheduler_ddpm = noise_scheduler(cfg)
+    alphas = scheduler_ddpm.alphas_cumprod.to(session.device)
+    torch.manual_seed(run.seed)
+    uvit = UViT(**uvit_kwargs(mcfg))
+    optimizer = session.optimizer(uvit.parameters())
+    scheduler = session.lr_scheduler(optimizer)
+    model, optimizer = acc.prepare(uvit, optimizer)
+    ema = session.ema(model)
+    state = session.restore({"uvit": model}, optimizer, scheduler, ema)
+    batches = session.batches(len(cache), state)
+
+    # -- the loop --------------------------------------------------------------------------------------------------
+    session.start_progress(state)
+    while state.step < cfg.max_steps:
+        model.train()
+        for micro in range(cfg.grad_accum):
+            latents, report, _ = (t.to(session.device) for t in cache.get(next(batches)))
+            g = session.generator(state, micro)
+            b = latents.shape[0]
+            noise = torch.randn(latents.shape, generator=g).to(session.device)
+            timesteps = torch.randint(0, cfg.num_train_timesteps, (b,), generator=g).to(session.device)
+            drop = (torch.rand(b, generator=g) < cfg.cond_drop_prob).to(session.device)
+            (report,) = drop_conditions(drop, empty, report)
+            a = alphas[timesteps].view(-1, 1, 1, 1)
+            noisy = a.sqrt() * latents + (1 - a).sqrt() * noise  # = DDPMScheduler.add_noise
+            pred = model(noisy, timesteps, report).sample
+            loss = F.mse_loss(pred.float(), noise)
+            session.check_finite(loss, state)
+            session.backward(loss, model, micro)
+        grad_norm = session.optimizer_step(model, optimizer, scheduler, ema, state)
+        session.log(state, grad_norm)
+        if run.sample.every and state.step % run.sample.every == 0 and state.step < cfg.max_steps and session.is_main:
+            with session.ema_weights(model):
+                write_sample_grid(run, out_root, acc.unwrap_model(model), holdout_records,
+                                  out / "samples" / f"step-{state.step:08d}.png")
+        session.after_step(state)
+    session.finish(state)
+
+    # -- export (EMA weights) --------------------------------------------------------------------------------------
+    if session.is_main:
+        unwrapped = acc.unwrap_model(model)
+        with session.ema_weights(model):
+            unwrapped.save_pretrained(out / "uvit", safe_serialization=True)
+            write_sample_grid(run, out_root, unwrapped, holdout_records, out / "samples" / "final.png")
+        print(f"[base] saved {out / 'uvit'}", flush=True)
+    session.mark_complete()
+    return out
+
+
+def write_sample_grid(run, out_root, uvit, holdout_records, path: Path, adapter=None) -> None:
+    """Generated images for the first ``sample.num_reports`` hold-out reports next to their real images."""
+    from diffcxr.training.cache import load_frozen_components
+    from diffcxr.training.data import ImageSet, knowledge_prompts
+    from diffcxr.training.sampling import impression, sample_images, save_grid
+
+    records = holdout_records[: run.sample.num_reports]
+    if not records:
+        return
+    was_training = uvit.training
+    uvit.eval()
+    vae, encoder = load_frozen_components(run, out_root, uvit.device)
+    reports = [r.report for r in records]
+    fake = sample_images(vae, encoder, uvit, reports, adapter=adapter, knowledge=knowledge_prompts(records),
+                         num_inference_steps=run.sample.num_inference_steps, guidance_scale=run.sample.guidance_scale,
+                         seed=run.seed, sched_config=_sched_config(run, adapter))
+    real = ImageSet(records, run.model_config()["image_size"]).batch(range(len(records)))
+    images, captions = [], []
+    for r, x, y in zip(records, real, fake):
+        images += [x, y]
+        captions += [f"REAL {r.id}. {impression(r.report)}", "GENERATED from the report at left"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_grid(torch.stack(images), captions, path, tile=128, columns=4)
+    uvit.train(was_training)
+
+
+def _sched_config(run, adapter) -> dict:
+    from diffcxr.training.sampling import scheduler_config
+
+    return scheduler_config(run.adapter if adapter is not None else run.base)

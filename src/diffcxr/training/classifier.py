@@ -1,0 +1,169 @@
+"""CXR classifier stage: a small CNN over the 14 CheXpert findings, trained on real images.
+
+Evaluation uses it to score generated images (mAUC against the conditioning report's labels) and as an offline
+feature extractor (``features()``: the pooled penultimate activations) for FID-style statistics, since no
+pretrained CXR/Inception weights can be downloaded here. Masked BCE: labels NaN (not mentioned) are ignored,
+uncertain (-1) count as ``uncertain_as`` (1.0 by default, "U-ones"). Light augmentation: random shifts of up to
+1/16 of the image and small brightness/contrast changes, drawn from the step's seeded generator. Saves
+``<out>/classifier/classifier`` (``CXRClassifier.from_pretrained``) and hold-out AUROCs in ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from diffcxr.training.common import Session, stage_complete
+from diffcxr.training.config import RunConfig, save_run_info
+from diffcxr.training.data import ImageSet, select_records
+
+__all__ = ["CXRClassifier", "train_classifier", "masked_bce", "evaluate_auroc"]
+
+
+class CXRClassifier(ModelMixin, ConfigMixin):
+    """Conv stages (Conv3x3 s2 → GroupNorm → SiLU → Conv3x3 → GroupNorm → SiLU), global average pool, linear.
+
+    Input ``(B, 1, S, S)`` in [-1, 1] (any S divisible by ``2**len(channels)``); ``forward`` returns logits
+    ``(B, num_labels)`` in the order of ``config.label_names`` (CheXpert's 14 findings).
+    """
+
+    @register_to_config
+    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (32, 64, 128, 256), num_labels: int = 14,
+                 image_size: int = 64, label_names: tuple[str, ...] | None = None, dropout: float = 0.1):
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev = in_channels
+        for c in channels:
+            groups = 8 if c % 8 == 0 else 1
+            layers += [nn.Conv2d(prev, c, 3, stride=2, padding=1), nn.GroupNorm(groups, c), nn.SiLU(),
+                       nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(groups, c), nn.SiLU()]
+            prev = c
+        self.body = nn.Sequential(*layers)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(prev, num_labels)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.head.in_features
+
+    def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(B, feature_dim)`` (for FID/KID statistics)."""
+        return self.body(pixel_values.to(self.head.weight.dtype)).mean(dim=(2, 3))
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(self.features(pixel_values)))
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor, uncertain_as: float = 1.0) -> torch.Tensor:
+    """Mean BCE over the (sample, finding) pairs whose label is not NaN; uncertain (-1) → ``uncertain_as``."""
+    mask = ~torch.isnan(labels)
+    target = torch.where(labels == -1, torch.full_like(labels, uncertain_as), labels)
+    target = torch.nan_to_num(target, nan=0.0).clamp(0, 1)
+    loss = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
+    return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    b, _, h, w = x.shape
+    m = max(1, h // 16)
+    pad = F.pad(x, (m, m, m, m), mode="replicate")
+    dx = torch.randint(0, 2 * m + 1, (b,), generator=g).tolist()
+    dy = torch.randint(0, 2 * m + 1, (b,), generator=g).tolist()
+    out = torch.stack([pad[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+    gain = 1 + 0.1 * (torch.rand(b, 1, 1, 1, generator=g) - 0.5)
+    bias = 0.1 * (torch.rand(b, 1, 1, 1, generator=g) - 0.5)
+    return (out * gain.to(x.device) + bias.to(x.device)).clamp(-1, 1)
+
+
+def train_classifier(run: RunConfig, data_spec: str, out_root, *, manifest: str | None = None, resume: bool = False,
+                     mixed_precision: str | None = None, progress: bool = True, step_callback=None) -> Path:
+    from diffcxr.findings import CHEXPERT_FINDINGS
+
+    out = Path(out_root) / "classifier"
+    mcfg, cfg = run.model_config(), run.classifier
+    if resume and stage_complete(out, cfg.max_steps):
+        print(f"[classifier] already complete in {out}", flush=True)
+        return out
+
+    # -- set-up ----------------------------------------------------------------------------------------------------
+    session = Session(run, "classifier", out, resume=resume, mixed_precision=mixed_precision, progress=progress,
+                      step_callback=step_callback)
+    acc = session.accelerator
+    train_records, holdout_records = select_records(data_spec, run.data, manifest)
+    if session.is_main:
+        save_run_info(run, out, "classifier", {"data": data_spec, "manifest": manifest,
+                                               "train_records": len(train_records),
+                                               "mixed_precision": session.mixed_precision})
+    images = ImageSet(train_records, mcfg["image_size"], skip_unreadable=run.data.skip_unreadable)
+    torch.manual_seed(run.seed)
+    model = CXRClassifier(channels=tuple(cfg.channels), image_size=mcfg["image_size"],
+                          label_names=tuple(CHEXPERT_FINDINGS))
+    optimizer = session.optimizer(model.parameters())
+    scheduler = session.lr_scheduler(optimizer)
+    prepared, optimizer = acc.prepare(model, optimizer)
+    ema = session.ema(prepared)
+    state = session.restore({"classifier": prepared}, optimizer, scheduler, ema)
+    batches = session.batches(len(images), state)
+
+    # -- the loop --------------------------------------------------------------------------------------------------
+    session.start_progress(state)
+    while state.step < cfg.max_steps:
+        prepared.train()
+        for micro in range(cfg.grad_accum):
+            indices = next(batches)
+            pixels = images.batch(indices).to(session.device)
+            labels = images.labels(indices).to(session.device)
+            if cfg.augment:
+                pixels = _augment(pixels, session.generator(state, micro))
+            loss = masked_bce(prepared(pixels), labels, cfg.uncertain_as)
+            session.check_finite(loss, state)
+            session.backward(loss, prepared, micro)
+        grad_norm = session.optimizer_step(prepared, optimizer, scheduler, ema, state)
+        session.log(state, grad_norm)
+        session.after_step(state)
+    session.finish(state)
+
+    # -- export ----------------------------------------------------------------------------------------------------
+    metrics = {}
+    if session.is_main:
+        with session.ema_weights(prepared):
+            model.eval()
+            model.save_pretrained(out / "classifier", safe_serialization=True)
+            metrics = evaluate_auroc(model, ImageSet(holdout_records, mcfg["image_size"]), cfg.uncertain_as)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        print(f"[classifier] hold-out mAUC {metrics.get('mauc', float('nan')):.3f} over "
+              f"{len(metrics.get('auroc', {}))} findings; saved {out / 'classifier'}", flush=True)
+    session.mark_complete({"mauc": metrics.get("mauc")})
+    return out
+
+
+@torch.no_grad()
+def evaluate_auroc(model: CXRClassifier, images: ImageSet, uncertain_as: float = 1.0, batch_size: int = 64) -> dict:
+    """Per-finding AUROC on labelled hold-out images (findings with both classes present) and their mean."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(images) == 0:
+        return {}
+    scores, labels = [], []
+    for s in range(0, len(images), batch_size):
+        idx = list(range(s, min(s + batch_size, len(images))))
+        scores.append(torch.sigmoid(model(images.batch(idx).to(model.device)).float()).cpu())
+        labels.append(images.labels(idx))
+    scores_np, labels_np = torch.cat(scores).numpy(), torch.cat(labels).numpy()
+    labels_np = np.where(labels_np == -1, uncertain_as, labels_np)
+    auroc = {}
+    for j, name in enumerate(model.config.label_names or range(scores_np.shape[1])):
+        keep = ~np.isnan(labels_np[:, j])
+        y = labels_np[keep, j] > 0.5
+        if keep.sum() >= 2 and 0 < y.sum() < len(y):
+            auroc[str(name)] = float(roc_auc_score(y, scores_np[keep, j]))
+    mauc = float(np.mean(list(auroc.values()))) if auroc else math.nan
+    return {"auroc": auroc, "mauc": mauc, "n": int(len(images))}

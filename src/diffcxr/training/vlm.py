@@ -1,0 +1,134 @@
+"""AVA-TLS stage: the vision-aware report encoder (DESIGN.md §1(b)).
+
+Report encoder (BERT-style text tower, 256-token left-truncated context) + ``TokenSqueeze`` (257 → 78 tokens)
++ a small image tower, trained with the symmetric CLIP InfoNCE loss (τ = ``temperature``, 0.07) between the
+squeezed global report token (token 0) and the paired image's embedding. Param groups: the text tower at
+``lr`` when it is pretrained (1e-5 in the paper, cosine to ``min_lr``), ``head_lr`` for the parts trained from
+scratch (squeeze, image tower, and a from-scratch text tower). Saves ``<out>/vlm/report_encoder`` and
+``<out>/vlm/image_tower``; afterwards the encoder + squeeze is frozen for the diffusion stages.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from diffcxr.training.common import Session, stage_complete
+from diffcxr.training.config import RunConfig, save_run_info
+from diffcxr.training.data import ImageSet, select_records
+
+__all__ = ["train_vlm", "VLMObjective", "build_report_encoder"]
+
+
+class VLMObjective(nn.Module):
+    """(tokens, images) → symmetric InfoNCE between global report tokens and image embeddings."""
+
+    def __init__(self, encoder, image_tower, temperature: float):
+        super().__init__()
+        self.encoder = encoder
+        self.image_tower = image_tower
+        self.temperature = temperature
+
+    def forward(self, tokens: dict, pixels: torch.Tensor) -> torch.Tensor:
+        from diffcxr.models.report_encoder import clip_loss
+
+        text = self.encoder(**tokens).global_embeds
+        image = self.image_tower(pixels)
+        return clip_loss(text.float(), image.float(), self.temperature)
+
+
+def build_report_encoder(mcfg: dict):
+    """The (untrained-squeeze) report encoder named by a model config: tiny-bert, minilm or a hub id/folder."""
+    from diffcxr.models.report_encoder import ReportEncoder
+
+    rc = mcfg["report_encoder"]
+    return ReportEncoder.from_name(rc["text_encoder"], max_length=rc["max_length"],
+                                   num_condition_tokens=rc["num_condition_tokens"], hidden_size=rc["hidden_size"])
+
+
+def train_vlm(run: RunConfig, data_spec: str, out_root, *, manifest: str | None = None, resume: bool = False,
+              mixed_precision: str | None = None, progress: bool = True, step_callback=None) -> Path:
+    from diffcxr.models.report_encoder import ImageTower
+
+    out = Path(out_root) / "vlm"
+    mcfg, cfg = run.model_config(), run.vlm
+    if resume and stage_complete(out, cfg.max_steps):
+        print(f"[vlm] already complete in {out}", flush=True)
+        return out
+
+    # -- set-up ----------------------------------------------------------------------------------------------------
+    session = Session(run, "vlm", out, resume=resume, mixed_precision=mixed_precision, progress=progress,
+                      step_callback=step_callback)
+    acc = session.accelerator
+    train_records, holdout_records = select_records(data_spec, run.data, manifest)
+    if session.is_main:
+        save_run_info(run, out, "vlm", {"data": data_spec, "manifest": manifest, "train_records": len(train_records),
+                                        "mixed_precision": session.mixed_precision})
+    images = ImageSet(train_records, mcfg["image_size"], skip_unreadable=run.data.skip_unreadable)
+    torch.manual_seed(run.seed)
+    encoder = build_report_encoder(mcfg)
+    tower = ImageTower(in_channels=1, channels=tuple(mcfg["image_tower"]["channels"]), embed_dim=encoder.hidden_size)
+    pretrained_text = mcfg["report_encoder"]["text_encoder"] != "tiny-bert"
+    if not cfg.train_text_encoder:
+        encoder.text_encoder.requires_grad_(False)
+    groups = [{"params": list(encoder.squeeze.parameters()) + list(tower.parameters()), "lr": cfg.head_lr}]
+    if cfg.train_text_encoder:
+        groups.append({"params": list(encoder.text_encoder.parameters()),
+                       "lr": cfg.lr if pretrained_text else cfg.head_lr})
+    objective = VLMObjective(encoder, tower, cfg.temperature)
+    optimizer = session.optimizer(groups)
+    scheduler = session.lr_scheduler(optimizer)
+    objective, optimizer = acc.prepare(objective, optimizer)
+    ema = session.ema(objective)
+    state = session.restore({"encoder": encoder, "image_tower": tower}, optimizer, scheduler, ema)
+    batches = session.batches(len(images), state)
+
+    # -- the loop --------------------------------------------------------------------------------------------------
+    session.start_progress(state)
+    while state.step < cfg.max_steps:
+        objective.train()
+        if not cfg.train_text_encoder:
+            encoder.text_encoder.eval()
+        for micro in range(cfg.grad_accum):
+            indices = next(batches)
+            tokens = encoder.tokenize(images.reports(indices))
+            pixels = images.batch(indices).to(session.device)
+            loss = objective(tokens, pixels)
+            session.check_finite(loss, state)
+            session.backward(loss, objective, micro)
+        grad_norm = session.optimizer_step(objective, optimizer, scheduler, ema, state)
+        session.log(state, grad_norm)
+        session.after_step(state)
+    session.finish(state)
+
+    # -- export --------------------------------------------------------------------------------------------------
+    info = {}
+    if session.is_main:
+        with session.ema_weights(objective):
+            encoder.eval()
+            tower.eval()
+            encoder.save_pretrained(out / "report_encoder")
+            tower.save_pretrained(out / "image_tower", safe_serialization=True)
+            info = retrieval_accuracy(encoder, tower, ImageSet(holdout_records[:64], mcfg["image_size"]))
+        (out / "metrics.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+        print(f"[vlm] hold-out report→image top-1 {info.get('top1', float('nan')):.3f} "
+              f"(chance {info.get('chance', float('nan')):.3f}); saved {out / 'report_encoder'}", flush=True)
+    session.mark_complete(info)
+    return out
+
+
+@torch.no_grad()
+def retrieval_accuracy(encoder, tower, images: ImageSet) -> dict:
+    """Top-1 report→image retrieval among ``len(images)`` hold-out pairs (chance = 1/n)."""
+    import torch.nn.functional as F
+
+    n = len(images)
+    if n < 2:
+        return {}
+    text = F.normalize(encoder.encode(images.reports(range(n))).global_embeds.float(), dim=-1)
+    image = F.normalize(tower(images.batch(range(n)).to(tower.device)).float(), dim=-1)
+    top1 = (text @ image.T).argmax(dim=1).cpu() == torch.arange(n)
+    return {"top1": float(top1.float().mean()), "chance": 1.0 / n, "n": n}

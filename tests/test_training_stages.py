@@ -1,0 +1,101 @@
+"""2-step smoke runs of every stage on the tiny config (through the CLI), the exported pipeline, the manifest."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from _training_fixtures import frozen_parts, phantom_dir, tiny_run  # noqa: F401 - fixtures
+
+from diffcxr.cli.main import main
+
+STAGE_FILES = {
+    "vae": ["vae/config.json", "vae/diffusion_pytorch_model.safetensors", "reconstructions.png"],
+    "vlm": ["report_encoder/config.json", "report_encoder/squeeze.safetensors", "image_tower/config.json",
+            "metrics.json"],
+    "base": ["uvit/config.json", "uvit/diffusion_pytorch_model.safetensors", "samples/final.png"],
+    "adapter": ["adapter/config.json", "adapter/diffusion_pytorch_model.safetensors", "samples/final.png"],
+    "classifier": ["classifier/config.json", "classifier/diffusion_pytorch_model.safetensors", "metrics.json"],
+}
+COMMON_FILES = ["config.yaml", "run_info.json", "log.csv", "loss.png", "COMPLETE.json", "checkpoints/latest"]
+
+
+@pytest.fixture(scope="module")
+def trained_all(tmp_path_factory, phantom_dir):  # noqa: F811
+    out = tmp_path_factory.mktemp("all")
+    rc = main(["train", "all", "-c", "tiny", "--data", f"phantom:{phantom_dir}", "--output-dir", str(out),
+               "--no-progress", "--no-mixed-precision"])
+    assert rc == 0
+    return out
+
+
+def test_all_stages_write_their_artifacts(trained_all):
+    for stage, files in STAGE_FILES.items():
+        for name in files + COMMON_FILES:
+            assert (trained_all / stage / name).exists(), f"{stage}/{name}"
+        rows = list(csv.DictReader(open(trained_all / stage / "log.csv")))
+        assert [r["step"] for r in rows] == ["1", "2"], stage
+        info = json.loads((trained_all / stage / "run_info.json").read_text())
+        assert info["stage"] == stage and info["mixed_precision"] == "no"
+    scale = json.loads((trained_all / "vae" / "vae" / "config.json").read_text())["scaling_factor"]
+    assert scale != 1.0 and scale > 0  # set from the data
+    assert list((trained_all / "cache").glob("*/index.json"))
+
+
+def test_exported_pipeline_generates(trained_all):
+    from diffcxr.pipelines import DiffCXRPipeline
+
+    pipe = DiffCXRPipeline.from_pretrained(trained_all / "pipeline")
+    assert pipe.knowledge_adapter is not None
+    out = pipe("Moderate right pleural effusion.", num_inference_steps=2, output_type="pt",
+               generator=torch.Generator().manual_seed(0))
+    assert tuple(out.images.shape) == (1, 1, 32, 32)
+    assert torch.isfinite(out.images).all()
+    assert out.knowledge_prompts[0] == "There is pleural effusion."
+
+
+def test_classifier_loads_for_evaluation(trained_all):
+    from diffcxr.training.classifier import CXRClassifier
+
+    model = CXRClassifier.from_pretrained(trained_all / "classifier" / "classifier")
+    x = torch.zeros(2, 1, 32, 32)
+    assert model(x).shape == (2, 14)
+    assert model.features(x).shape == (2, model.feature_dim)
+    assert len(model.config.label_names) == 14
+
+
+def test_resume_skips_completed_stages(trained_all, phantom_dir, capsys):  # noqa: F811
+    rc = main(["train", "all", "-c", "tiny", "--data", f"phantom:{phantom_dir}", "--output-dir", str(trained_all),
+               "--no-progress", "--no-mixed-precision", "--resume"])
+    assert rc == 0
+    assert capsys.readouterr().out.count("already complete") == 5
+
+
+def test_manifest_restricts_training_set(tmp_path, phantom_dir):  # noqa: F811
+    from diffcxr.data import read_records
+
+    train_ids = [r.id for r in read_records(f"phantom:{phantom_dir}") if r.split in ("train", "val")]
+    keep = set(train_ids[:7])
+    manifest = tmp_path / "manifest.csv"
+    with open(manifest, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "kept"])
+        w.writerows([(i, int(i in keep)) for i in train_ids])
+    out = tmp_path / "run"
+    rc = main(["train", "classifier", "-c", "tiny", "--data", f"phantom:{phantom_dir}", "--manifest", str(manifest),
+               "--output-dir", str(out), "--no-progress", "classifier.max_steps=1"])
+    assert rc == 0
+    info = json.loads((out / "classifier" / "run_info.json").read_text())
+    assert info["train_records"] == 7 and info["manifest"] == str(manifest)
+
+
+def test_cli_errors_are_one_line(tmp_path, phantom_dir, capsys):  # noqa: F811
+    rc = main(["train", "vae", "-c", "tiny", "--data", f"phantom:{phantom_dir}", "--output-dir", str(tmp_path),
+               "vae.learning_rate=1"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "unknown key 'learning_rate' in section 'vae'" in err and len(err.strip().splitlines()) == 1
+    rc = main(["train", "base", "-c", "tiny", "--data", f"phantom:{phantom_dir}", "--output-dir", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "run `diffcxr train vae`" in err
