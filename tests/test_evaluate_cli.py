@@ -13,7 +13,8 @@ from diffcxr.findings import CHEXPERT_FINDINGS
 def tiny(tmp_path_factory):
     from diffcxr.data import read_records, save_png
     from diffcxr.data.phantom import make_phantom_dataset
-    from diffcxr.experiments.classifier import SmallCXRClassifier, save_classifier
+    from diffcxr.experiments.classifier import save_classifier
+    from diffcxr.models.cxr_classifier import CXRClassifier
 
     root = tmp_path_factory.mktemp("evaluate")
     make_phantom_dataset(24, 32, root / "real", seed=0, progress=False)
@@ -33,7 +34,7 @@ def tiny(tmp_path_factory):
             if i == 5:  # no labels in the sidecar: the labeler derives them from the report
                 side.pop("labels")
             (gen / f"r{i}_{k:02d}.json").write_text(json.dumps(side))
-    clf = save_classifier(SmallCXRClassifier((4, 8), image_size=32), root / "clf")
+    clf = save_classifier(CXRClassifier(channels=(4, 8), image_size=32), root / "clf")
     return root, gen, clf
 
 

@@ -104,9 +104,9 @@ def test_random_extractor_deterministic_and_resizes():
 
 
 def test_module_extractor_uses_features_method():
-    from diffcxr.experiments.classifier import SmallCXRClassifier
+    from diffcxr.models.cxr_classifier import CXRClassifier
 
-    model = SmallCXRClassifier((4, 8), image_size=32)
+    model = CXRClassifier(channels=(4, 8), image_size=32)
     ext = load_extractor("cxr", classifier=model)
     assert ext(torch.zeros(2, 1, 64, 64)).shape == (2, 8) and ext.input_size == 32
     plain = FeatureExtractor(torch.nn.Flatten(), "flat", 8)

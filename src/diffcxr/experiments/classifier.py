@@ -1,71 +1,33 @@
-"""A small CXR classifier over the 14 CheXpert findings: the mAUC yardstick and the ``cxr`` feature network.
+"""In-memory training of the CXR classifier for ``diffcxr downstream`` and the evaluation benchmarks.
 
-The training engineer's ``diffcxr train classifier`` (``src/diffcxr/training/classifier.py``) is the main
-trainer; this module is the self-contained fallback used by ``diffcxr downstream`` and the evaluation
-benchmarks: one readable function, :func:`train_classifier`, on any dataset whose items are dicts with
-``pixel_values`` (1×S×S in [-1, 1]) and ``labels`` (14 floats, 1/0/-1/NaN).
+``diffcxr train classifier`` (:mod:`diffcxr.training.classifier`) trains the same
+:class:`~diffcxr.models.cxr_classifier.CXRClassifier` from a dataset spec with checkpoints and accelerate; this
+module is the compact variant the downstream study runs many times: one function, :func:`train_classifier`, on
+any dataset whose items are dicts with ``pixel_values`` (1×S×S in [-1, 1]) and ``labels`` (14 floats, 1/0/-1/NaN).
 
 Label policy in training (:func:`diffcxr.metrics.auroc.map_labels`): uncertain → ``uncertain`` (default
 positive, "U-Ones"), not mentioned → ``missing`` (default negative); labels mapped to "exclude" are masked out
-of the BCE loss.
-
-Saved as ``DIR/config.json`` + ``DIR/model.safetensors`` (no pickle).
+of the BCE loss. Same loss (:func:`~diffcxr.training.classifier.masked_bce`) and augmentation
+(:func:`~diffcxr.training.classifier.augment`) as the training stage.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from diffcxr.errors import DiffCXRError
 from diffcxr.findings import CHEXPERT_FINDINGS
+from diffcxr.models.cxr_classifier import CXRClassifier
+from diffcxr.training.classifier import augment, masked_bce
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["SmallCXRClassifier", "ClassifierTrainConfig", "train_classifier", "predict_scores",
-           "save_classifier", "load_classifier"]
-
-CLASS_NAME = "SmallCXRClassifier"
-
-
-class SmallCXRClassifier(nn.Module):
-    """Conv stages (3×3 conv stride 2 → BN → ReLU → 3×3 conv → BN → ReLU) → global average pool → linear.
-
-    ``features(x)`` is the pooled penultimate vector ``(B, channels[-1])``; ``forward(x)`` the logits ``(B, F)``.
-    Input: ``(B, 1, S, S)`` in ``[-1, 1]``, any ``S`` ≥ ``2**len(channels)``.
-    """
-
-    def __init__(self, channels=(32, 64, 128, 256), num_findings: int = len(CHEXPERT_FINDINGS),
-                 image_size: int = 64, findings=CHEXPERT_FINDINGS) -> None:
-        super().__init__()
-        self.config = {"channels": list(channels), "num_findings": int(num_findings), "image_size": int(image_size),
-                       "findings": list(findings), "_class_name": CLASS_NAME}
-        layers, c_in = [], 1
-        for c in channels:
-            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
-                       nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
-            c_in = c
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(c_in, num_findings)
-        self.feature_dim = c_in
-
-    @property
-    def image_size(self) -> int:
-        return self.config["image_size"]
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).mean(dim=(2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+__all__ = ["ClassifierTrainConfig", "train_classifier", "predict_scores", "save_classifier", "load_classifier"]
 
 
 @dataclass
@@ -79,36 +41,22 @@ class ClassifierTrainConfig:
     weight_decay: float = 1e-4
     uncertain: str = "positive"
     missing: str = "negative"
-    augment: bool = True  # random shifts of up to 1/16 of the side (no flips: left/right matters in CXR)
+    augment: bool = True
     seed: int = 0
     threads: int = 0  # torch threads (0 = leave as is)
-    extra: dict = field(default_factory=dict)
 
 
-def _targets(labels: torch.Tensor, cfg: ClassifierTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def _targets(labels: torch.Tensor, cfg: ClassifierTrainConfig) -> torch.Tensor:
+    """Labels ``(B, 14)`` (1/0/-1/NaN) → 1/0/NaN targets under the config's policy (NaN = masked out)."""
     from diffcxr.metrics.auroc import map_labels
 
-    mapped = torch.from_numpy(map_labels(labels.numpy(), cfg.uncertain, cfg.missing)).float()
-    mask = ~torch.isnan(mapped)
-    return torch.nan_to_num(mapped, 0.0), mask.float()
+    return torch.from_numpy(map_labels(labels.numpy(), cfg.uncertain, cfg.missing)).float()
 
 
-def _shift(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    s = x.shape[-1]
-    m = max(1, s // 16)
-    padded = nn.functional.pad(x, (m, m, m, m), mode="replicate")
-    out = torch.empty_like(x)
-    offsets = torch.randint(0, 2 * m + 1, (x.shape[0], 2), generator=generator)
-    for i, (dy, dx) in enumerate(offsets.tolist()):
-        out[i] = padded[i, :, dy:dy + s, dx:dx + s]
-    return out
+def train_classifier(train_set, cfg: ClassifierTrainConfig | None = None, *, log=None) -> CXRClassifier:
+    """Train a :class:`CXRClassifier` on ``train_set`` with masked BCE; returns it in eval mode.
 
-
-def train_classifier(train_set, cfg: ClassifierTrainConfig | None = None, *, progress: bool = False,
-                     log=None) -> SmallCXRClassifier:
-    """Train :class:`SmallCXRClassifier` on ``train_set`` (items: ``pixel_values``, ``labels``) with masked BCE.
-
-    AdamW, cosine learning rate over the run, seeded shuffling/initialisation (deterministic on CPU).
+    AdamW, cosine learning rate over the run, seeded shuffling/initialisation/augmentation (deterministic on CPU).
     """
     cfg = cfg or ClassifierTrainConfig()
     if len(train_set) == 0:
@@ -117,7 +65,7 @@ def train_classifier(train_set, cfg: ClassifierTrainConfig | None = None, *, pro
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = SmallCXRClassifier(cfg.channels, image_size=cfg.image_size)
+    model = CXRClassifier(channels=tuple(cfg.channels), image_size=cfg.image_size, label_names=CHEXPERT_FINDINGS)
     loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=gen,
                                          drop_last=len(train_set) > cfg.batch_size, collate_fn=_collate)
     steps = cfg.epochs * len(loader)
@@ -131,11 +79,8 @@ def train_classifier(train_set, cfg: ClassifierTrainConfig | None = None, *, pro
         for batch in loader:
             x = batch["pixel_values"].float()
             if cfg.augment:
-                x = _shift(x, gen)
-            target, mask = _targets(batch["labels"], cfg)
-            logits = model(x)
-            loss = (nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none") * mask).sum()
-            loss = loss / mask.sum().clamp(min=1)
+                x = augment(x, gen)
+            loss = masked_bce(model(x), _targets(batch["labels"], cfg))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -156,7 +101,7 @@ def _collate(items: list[dict]) -> dict:
 
 
 @torch.no_grad()
-def predict_scores(model: nn.Module, dataset, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def predict_scores(model: torch.nn.Module, dataset, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Sigmoid scores ``(N, F)`` and the dataset's labels ``(N, F)`` (in dataset order)."""
     model.eval()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=_collate)
@@ -167,43 +112,26 @@ def predict_scores(model: nn.Module, dataset, batch_size: int = 64) -> tuple[np.
     return np.concatenate(scores), np.concatenate(labels)
 
 
-def save_classifier(model: SmallCXRClassifier, directory) -> Path:
-    from safetensors.torch import save_file
-
+def save_classifier(model: CXRClassifier, directory) -> Path:
+    """``save_pretrained`` (config.json + diffusion_pytorch_model.safetensors) plus ``train_config.json``."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    config = dict(model.config)
+    model.save_pretrained(directory, safe_serialization=True)
     if getattr(model, "train_config", None):
-        config["train_config"] = model.train_config
-    (directory / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / "model.safetensors"))
+        (directory / "train_config.json").write_text(json.dumps(model.train_config, indent=2), encoding="utf-8")
     return directory
 
 
-def load_classifier(directory) -> nn.Module:
-    """Load a classifier folder: :class:`SmallCXRClassifier` (ours) or ``CXRClassifier`` (``diffcxr train classifier``;
-    its stage folder ``OUT/classifier`` or the model folder ``OUT/classifier/classifier``)."""
+def load_classifier(directory) -> CXRClassifier:
+    """Load a classifier folder: a saved :class:`CXRClassifier`, or a ``diffcxr train classifier`` stage folder
+    (``OUT/classifier``, whose model lies in ``OUT/classifier/classifier``)."""
     directory = Path(directory)
-    config_path = directory / "config.json"
     if not directory.is_dir():
         raise DiffCXRError(f"classifier folder {directory} not found")
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    if config.get("_class_name") == CLASS_NAME:
-        from safetensors.torch import load_file
-
-        model = SmallCXRClassifier(config["channels"], config["num_findings"], config["image_size"],
-                                   config.get("findings", CHEXPERT_FINDINGS))
-        weights = directory / "model.safetensors"
-        if not weights.is_file():
-            raise DiffCXRError(f"{weights} not found")
-        model.load_state_dict(load_file(str(weights)))
-        return model.eval()
-    if not config and (directory / "classifier" / "config.json").is_file():  # a `diffcxr train classifier` stage folder
+    if not (directory / "config.json").is_file() and (directory / "classifier" / "config.json").is_file():
         directory = directory / "classifier"
-        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    if config.get("_class_name") == "CXRClassifier":  # the training engineer's diffusers-style model
-        from diffcxr.training.classifier import CXRClassifier
-
-        return CXRClassifier.from_pretrained(directory).eval()
-    raise DiffCXRError(f"{directory} is not a classifier folder this version can read (expected config.json "
-                       f"with _class_name {CLASS_NAME!r} and model.safetensors)")
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    if config.get("_class_name") != "CXRClassifier":
+        raise DiffCXRError(f"{directory} is not a classifier folder (expected config.json with _class_name "
+                           f"'CXRClassifier', as written by 'diffcxr train classifier' or 'diffcxr downstream')")
+    return CXRClassifier.from_pretrained(directory).eval()

@@ -36,6 +36,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from diffcxr.errors import DiffCXRError, ReportError
+from diffcxr.models.conv_stages import conv_stages
 
 __all__ = ["TokenSqueeze", "ReportEncoder", "ReportEncoderOutput", "ImageTower", "clip_loss", "validate_report",
            "minilm_path", "MAX_REPORT_CHARS"]
@@ -329,15 +330,8 @@ class ImageTower(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (32, 64, 128, 256), embed_dim: int = 384):
         super().__init__()
-        layers: list[nn.Module] = []
-        prev = in_channels
-        for c in channels:
-            groups = 8 if c % 8 == 0 else 1
-            layers += [nn.Conv2d(prev, c, 3, stride=2, padding=1), nn.GroupNorm(groups, c), nn.SiLU(),
-                       nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(groups, c), nn.SiLU()]
-            prev = c
-        self.features = nn.Sequential(*layers)
-        self.proj = nn.Linear(prev, embed_dim)
+        self.features = conv_stages(in_channels, tuple(channels))
+        self.proj = nn.Linear(channels[-1], embed_dim)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.proj(self.features(pixel_values).mean(dim=(2, 3)))

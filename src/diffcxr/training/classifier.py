@@ -17,49 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
-from torch import nn
 
+from diffcxr.models.cxr_classifier import CXRClassifier
 from diffcxr.training.common import Session, stage_complete
 from diffcxr.training.config import RunConfig, save_run_info
 from diffcxr.training.data import ImageSet, select_records
 
-__all__ = ["CXRClassifier", "train_classifier", "masked_bce", "evaluate_auroc"]
-
-
-class CXRClassifier(ModelMixin, ConfigMixin):
-    """Conv stages (Conv3x3 s2 → GroupNorm → SiLU → Conv3x3 → GroupNorm → SiLU), global average pool, linear.
-
-    Input ``(B, 1, S, S)`` in [-1, 1] (any S divisible by ``2**len(channels)``); ``forward`` returns logits
-    ``(B, num_labels)`` in the order of ``config.label_names`` (CheXpert's 14 findings).
-    """
-
-    @register_to_config
-    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (32, 64, 128, 256), num_labels: int = 14,
-                 image_size: int = 64, label_names: tuple[str, ...] | None = None, dropout: float = 0.1):
-        super().__init__()
-        layers: list[nn.Module] = []
-        prev = in_channels
-        for c in channels:
-            groups = 8 if c % 8 == 0 else 1
-            layers += [nn.Conv2d(prev, c, 3, stride=2, padding=1), nn.GroupNorm(groups, c), nn.SiLU(),
-                       nn.Conv2d(c, c, 3, padding=1), nn.GroupNorm(groups, c), nn.SiLU()]
-            prev = c
-        self.body = nn.Sequential(*layers)
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(prev, num_labels)
-
-    @property
-    def feature_dim(self) -> int:
-        return self.head.in_features
-
-    def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Pooled features ``(B, feature_dim)`` (for FID/KID statistics)."""
-        return self.body(pixel_values.to(self.head.weight.dtype)).mean(dim=(2, 3))
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.head(self.drop(self.features(pixel_values)))
+__all__ = ["CXRClassifier", "train_classifier", "masked_bce", "augment", "evaluate_auroc"]
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor, uncertain_as: float = 1.0) -> torch.Tensor:
@@ -71,7 +35,9 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor, uncertain_as: float =
     return (loss * mask).sum() / mask.sum().clamp(min=1)
 
 
-def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Seeded random shifts (≤ 1/16 of the side, edge-replicated; no flips: left/right matters) and ±5 %
+    gain/bias jitter of ``(B, C, H, W)`` images in [-1, 1]."""
     b, _, h, w = x.shape
     m = max(1, h // 16)
     pad = F.pad(x, (m, m, m, m), mode="replicate")
@@ -122,7 +88,7 @@ def train_classifier(run: RunConfig, data_spec: str, out_root, *, manifest: str 
             pixels = images.batch(indices).to(session.device)
             labels = images.labels(indices).to(session.device)
             if cfg.augment:
-                pixels = _augment(pixels, session.generator(state, micro))
+                pixels = augment(pixels, session.generator(state, micro))
             loss = masked_bce(prepared(pixels), labels, cfg.uncertain_as)
             session.check_finite(loss, state)
             session.backward(loss, prepared, micro)
