@@ -56,6 +56,16 @@ def test_exported_pipeline_generates(trained_all):
     assert out.knowledge_prompts[0] == "There is pleural effusion."
 
 
+def test_exported_pipeline_says_what_it_was_trained_on(trained_all, phantom_dir):  # noqa: F811
+    card = json.loads((trained_all / "pipeline" / "training_data.json").read_text())
+    assert set(card["components"]) == {"vae", "report_encoder", "denoiser", "knowledge_adapter"}
+    for component in card["components"].values():
+        assert component["trained"] and component["data"] == f"phantom:{phantom_dir}"
+        assert component["train_records"] > 0
+    readme = (trained_all / "pipeline" / "README.md").read_text()
+    assert f"phantom:{phantom_dir}" in readme and "licence" in readme
+
+
 def test_classifier_loads_for_evaluation(trained_all):
     from diffcxr.training.classifier import CXRClassifier
 

@@ -1,11 +1,14 @@
 """End of ``diffcxr train all``: assemble the trained components into a ``DiffCXRPipeline`` folder.
 
 ``<out>/pipeline`` loads with ``DiffCXRPipeline.from_pretrained`` and ``diffcxr generate --model``. The scheduler
-is DPM-Solver++ over the training β schedule; the adapter is included when stage 2 ran.
+is DPM-Solver++ over the training β schedule; the adapter is included when stage 2 ran. Next to the weights,
+``README.md`` (a model card) and ``training_data.json`` say what every component was trained on, read from the
+stages' ``run_info.json``: trained weights carry the terms of their training data.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from diffcxr.errors import DiffCXRError
@@ -45,5 +48,47 @@ def export_pipeline(run, out_root, folder: str | Path | None = None) -> Path:
     except ImportError as exc:  # pragma: no cover - the pipeline module is part of the package
         raise DiffCXRError(f"cannot build the DiffCXRPipeline: {exc}") from exc
     pipe.save_pretrained(target, safe_serialization=True)
+    write_model_card(run, out_root, target, with_adapter=pipe.knowledge_adapter is not None)
     print(f"[pipeline] saved {target} (adapter: {'yes' if pipe.knowledge_adapter is not None else 'no'})", flush=True)
     return target
+
+
+_STAGE_COMPONENT = {"vae": "vae", "vlm": "report_encoder", "base": "denoiser", "adapter": "knowledge_adapter"}
+
+
+def write_model_card(run, out_root, target, with_adapter: bool = True) -> dict:
+    """Write ``target/training_data.json`` and ``target/README.md``: per component, the data spec, manifest,
+    number of training records, git SHA and config it was trained with. Returns the JSON content."""
+    out_root, target = Path(out_root), Path(target)
+    provenance: dict[str, dict] = {}
+    for stage, component in _STAGE_COMPONENT.items():
+        if component == "knowledge_adapter" and not with_adapter:
+            continue
+        info_path = out_root / stage / "run_info.json"
+        if not info_path.is_file():  # e.g. a pretrained VAE: nothing trained here
+            provenance[component] = {"trained": False}
+            continue
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        provenance[component] = {"trained": True, "stage": stage, "data": info.get("data"),
+                                 "manifest": info.get("manifest"), "train_records": info.get("train_records"),
+                                 "config": run.name, "git_sha": info.get("git_sha")}
+    text_encoder = run.model_config()["report_encoder"]["text_encoder"]
+    content = {"config": run.name, "text_encoder": text_encoder, "components": provenance}
+    (target / "training_data.json").write_text(json.dumps(content, indent=2), encoding="utf-8")
+    rows = "\n".join(f"| {name} | {p.get('data', 'not trained here')} | {p.get('manifest') or '-'} | "
+                      f"{p.get('train_records', '-')} |" for name, p in provenance.items())
+    (target / "README.md").write_text(f"""# Diff-CXR pipeline trained with diffcxr (config `{run.name}`)
+
+Load with `DiffCXRPipeline.from_pretrained(folder)` or `diffcxr generate --model folder "REPORT"`.
+
+| component | trained on (dataset spec) | noise-filter manifest | training records |
+|---|---|---|---|
+{rows}
+
+Text tower: `{text_encoder}` (pretrained weights keep their own licence). Generated images are synthetic and
+must not be used for diagnosis. These weights were derived from the data above and carry its terms: check the
+licence of every dataset listed (for example, IU-Xray reports are CC BY-NC-ND 4.0, the COVID-19 image
+collection has per-image licences, MIMIC-CXR requires a PhysioNet credentialed data use agreement) before
+sharing them.
+""", encoding="utf-8")
+    return content
