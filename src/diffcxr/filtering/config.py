@@ -18,7 +18,7 @@ NORMALIZATIONS = ("robust", "zscore", "ratio", "none")
 
 @dataclasses.dataclass
 class FilterConfig:
-    """Configuration of ``diffcxr filter`` (defaults chosen on planted-noise phantoms: see docs/readme/filtering.md).
+    """Configuration of ``diffcxr filter`` (defaults chosen on planted-noise phantoms: see the README, "Latent noise filtering").
 
     Filter:
         n_clusters: K of K-means.
