@@ -106,4 +106,15 @@ def test_evaluate_with_model_generates_then_scores(tiny, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["protocol"]["n_generated"] == 4 and metrics["msssim"]["n_reports"] == 2
     assert metrics["mauc"]["labels_from"] == ["sidecar"]
-    assert len(list((out / "generated").glob("*.json"))) == 4
+    sidecars = sorted((out / "generated").glob("*.json"))
+    assert len(sidecars) == 4
+
+    # the "no disease knowledge" ablation is one flag away and recorded in every sidecar
+    code = main(["evaluate", "--real", f"phantom:{root / 'real'}", "--model", str(model), "--reports",
+                 f"phantom:{root / 'real'}", "--split", "all", "--n-reports", "1", "--samples-per-report", "2",
+                 "--steps", "2", "--metrics", "fid", "--extractor", "random", "--adapter-scale", "0",
+                 "--guidance", "1.5", "--out", str(tmp_path / "ablation"), "--quiet"])
+    assert code == 0
+    side = json.loads(sorted((tmp_path / "ablation" / "generated").glob("*.json"))[0].read_text())
+    settings = side["settings"]
+    assert settings["adapter_conditioning_scale"] == 0 and settings["guidance_scale"] == 1.5

@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples-per-report", type=int, default=4, help="with --model: images per report (default 4)")
     parser.add_argument("--n-reports", type=int, default=64, help="with --model: number of reports (default 64)")
     parser.add_argument("--steps", type=int, default=50, help="with --model: solver steps (default 50)")
+    parser.add_argument("--guidance", type=float, default=2.0, help="with --model: CFG scale (default 2)")
+    parser.add_argument("--adapter-scale", type=float, default=1.0,
+                        help="with --model: knowledge adapter scale; 0 = the 'no disease knowledge' ablation (default 1)")
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="with --model: inference dtype")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu", help="torch device for the feature network/classifier")
     parser.add_argument("--seed", type=int, default=0)
@@ -64,7 +68,8 @@ def _generate(args, out_dir):
     jsonl = out_dir / "reports.jsonl"
     jsonl.write_text("".join(json.dumps({"id": r.id, "report": r.report}) + "\n" for r in records), encoding="utf-8")
     argv = ["generate", "--input", str(jsonl), "--model", args.model, "--out", str(gen_dir),
-            "--n", str(args.samples_per_report), "--steps", str(args.steps), "--seed", str(args.seed)]
+            "--n", str(args.samples_per_report), "--steps", str(args.steps), "--seed", str(args.seed),
+            "--guidance", str(args.guidance), "--adapter-scale", str(args.adapter_scale), "--dtype", args.dtype]
     if args.quiet:
         argv.append("--quiet")
     code = cli_main(argv)
