@@ -298,12 +298,15 @@ class ReportEncoder(ModelMixin, ConfigMixin):
 def _load_text_model(auto_model, path, local_files_only: bool = True):
     """``AutoModel.from_pretrained`` without the (unused) BERT pooler where the architecture allows it.
 
-    The load report about the dropped pooler weights is silenced (transformers verbosity restored afterwards).
+    The load report about the dropped pooler weights and the per-load "Loading weights" progress bar are silenced
+    (transformers' verbosity and progress-bar setting restored afterwards).
     """
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         try:
             return auto_model.from_pretrained(path, local_files_only=local_files_only, add_pooling_layer=False)
@@ -311,6 +314,8 @@ def _load_text_model(auto_model, path, local_files_only: bool = True):
             return auto_model.from_pretrained(path, local_files_only=local_files_only)
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _config_dict(conf) -> dict:
