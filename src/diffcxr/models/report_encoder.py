@@ -21,6 +21,7 @@ PubMedBERT when online). Saved layout (``save_pretrained``)::
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import string
@@ -229,7 +230,8 @@ class ReportEncoder(ModelMixin, ConfigMixin):
         save_directory.mkdir(parents=True, exist_ok=True)
         self.register_to_config(text_encoder_config=_config_dict(self.text_encoder.config))
         self.save_config(save_directory)
-        self.text_encoder.save_pretrained(save_directory / "text_encoder", safe_serialization=True)
+        with _quiet_transformers():  # no "Writing model shards" bar for a one-shard model
+            self.text_encoder.save_pretrained(save_directory / "text_encoder", safe_serialization=True)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory / "tokenizer")
         save_file({k: v.detach().contiguous().cpu() for k, v in self.squeeze.state_dict().items()},
@@ -295,27 +297,30 @@ class ReportEncoder(ModelMixin, ConfigMixin):
         return self(**self.tokenize(reports, allow_empty=allow_empty))
 
 
-def _load_text_model(auto_model, path, local_files_only: bool = True):
-    """``AutoModel.from_pretrained`` without the (unused) BERT pooler where the architecture allows it.
-
-    The load report about the dropped pooler weights and the per-load "Loading weights" progress bar are silenced
-    (transformers' verbosity and progress-bar setting restored afterwards).
-    """
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Silence transformers' load/save reports and per-call progress bars; settings restored afterwards."""
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        try:
-            return auto_model.from_pretrained(path, local_files_only=local_files_only, add_pooling_layer=False)
-        except TypeError:
-            return auto_model.from_pretrained(path, local_files_only=local_files_only)
+        yield
     finally:
         hf_logging.set_verbosity(level)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def _load_text_model(auto_model, path, local_files_only: bool = True):
+    """``AutoModel.from_pretrained`` without the (unused) BERT pooler where the architecture allows it, quietly
+    (no report about the dropped pooler weights, no "Loading weights" bar)."""
+    with _quiet_transformers():
+        try:
+            return auto_model.from_pretrained(path, local_files_only=local_files_only, add_pooling_layer=False)
+        except TypeError:
+            return auto_model.from_pretrained(path, local_files_only=local_files_only)
 
 
 def _config_dict(conf) -> dict:
