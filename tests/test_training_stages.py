@@ -109,3 +109,22 @@ def test_cli_errors_are_one_line(tmp_path, phantom_dir, capsys):  # noqa: F811
     rc = main(["train", "base", "-c", "tiny", "--data", f"phantom:{phantom_dir}", "--output-dir", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert rc == 1 and "run `diffcxr train vae`" in err
+
+
+def test_classifier_label_policy_not_mentioned_is_negative_by_default():
+    from diffcxr.training.classifier import masked_bce
+
+    nan = float("nan")
+    logits = torch.tensor([[4.0, 4.0, 4.0]])
+    labels = torch.tensor([[1.0, nan, -1.0]])
+    # not mentioned -> negative: a confident positive logit on the NaN finding is penalised
+    as_negative = masked_bce(logits, labels, uncertain_as=1.0, missing_as=0.0)
+    excluded = masked_bce(logits, labels, uncertain_as=1.0, missing_as=None)
+    assert as_negative > 1.0 > excluded
+    assert torch.isclose(excluded, torch.nn.functional.softplus(torch.tensor(-4.0)))  # two positives, NaN left out
+
+
+def test_classifier_missing_policy_is_validated(phantom_dir, tmp_path):  # noqa: F811
+    rc = main(["train", "classifier", "-c", "tiny", "--data", f"phantom:{phantom_dir}", "--output-dir",
+               str(tmp_path), "--no-progress", "classifier.missing=ignore"])
+    assert rc == 1

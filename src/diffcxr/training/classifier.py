@@ -2,8 +2,10 @@
 
 Evaluation uses it to score generated images (mAUC against the conditioning report's labels) and as an offline
 feature extractor (``features()``: the pooled penultimate activations) for FID-style statistics, since no
-pretrained CXR/Inception weights can be downloaded here. Masked BCE: labels NaN (not mentioned) are ignored,
-uncertain (-1) count as ``uncertain_as`` (1.0 by default, "U-ones"). Light augmentation: random shifts of up to
+pretrained CXR/Inception weights can be downloaded here. BCE with CheXpert's usual label policy: not mentioned
+(NaN) counts as negative (``missing: exclude`` masks it out instead: then a finding reports never negate, such
+as support devices, has only positive targets and is not learned), uncertain (-1) counts as ``uncertain_as``
+(1.0 by default, "U-ones"). Light augmentation: random shifts of up to
 1/16 of the image and small brightness/contrast changes, drawn from the step's seeded generator. Saves
 ``<out>/classifier/classifier`` (``CXRClassifier.from_pretrained``) and hold-out AUROCs in ``metrics.json``.
 """
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from diffcxr.errors import DiffCXRError
 from diffcxr.models.cxr_classifier import CXRClassifier
 from diffcxr.training.common import Session, stage_complete
 from diffcxr.training.config import RunConfig, save_run_info
@@ -26,8 +29,15 @@ from diffcxr.training.data import ImageSet, select_records
 __all__ = ["CXRClassifier", "train_classifier", "masked_bce", "augment", "evaluate_auroc"]
 
 
-def masked_bce(logits: torch.Tensor, labels: torch.Tensor, uncertain_as: float = 1.0) -> torch.Tensor:
-    """Mean BCE over the (sample, finding) pairs whose label is not NaN; uncertain (-1) → ``uncertain_as``."""
+MISSING_POLICIES = {"negative": 0.0, "exclude": None}
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor, uncertain_as: float = 1.0,
+               missing_as: float | None = None) -> torch.Tensor:
+    """Mean BCE over the (sample, finding) pairs whose label is not NaN; uncertain (-1) → ``uncertain_as``;
+    not mentioned (NaN) → ``missing_as``, or left out of the mean when ``missing_as`` is None."""
+    if missing_as is not None:
+        labels = torch.nan_to_num(labels, nan=missing_as)
     mask = ~torch.isnan(labels)
     target = torch.where(labels == -1, torch.full_like(labels, uncertain_as), labels)
     target = torch.nan_to_num(target, nan=0.0).clamp(0, 1)
@@ -55,6 +65,9 @@ def train_classifier(run: RunConfig, data_spec: str, out_root, *, manifest: str 
 
     out = Path(out_root) / "classifier"
     mcfg, cfg = run.model_config(), run.classifier
+    if cfg.missing not in MISSING_POLICIES:
+        raise DiffCXRError(f"classifier.missing must be one of {', '.join(MISSING_POLICIES)}, got {cfg.missing!r}")
+    missing_as = MISSING_POLICIES[cfg.missing]
     if resume and stage_complete(out, cfg.max_steps):
         print(f"[classifier] already complete in {out}", flush=True)
         return out
@@ -89,7 +102,7 @@ def train_classifier(run: RunConfig, data_spec: str, out_root, *, manifest: str 
             labels = images.labels(indices).to(session.device)
             if cfg.augment:
                 pixels = augment(pixels, session.generator(state, micro))
-            loss = masked_bce(prepared(pixels), labels, cfg.uncertain_as)
+            loss = masked_bce(prepared(pixels), labels, cfg.uncertain_as, missing_as)
             session.check_finite(loss, state)
             session.backward(loss, prepared, micro)
         grad_norm = session.optimizer_step(prepared, optimizer, scheduler, ema, state)
@@ -103,7 +116,8 @@ def train_classifier(run: RunConfig, data_spec: str, out_root, *, manifest: str 
         with session.ema_weights(prepared):
             model.eval()
             model.save_pretrained(out / "classifier", safe_serialization=True)
-            metrics = evaluate_auroc(model, ImageSet(holdout_records, mcfg["image_size"]), cfg.uncertain_as)
+            metrics = evaluate_auroc(model, ImageSet(holdout_records, mcfg["image_size"]), cfg.uncertain_as,
+                                     missing_as)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         print(f"[classifier] hold-out mAUC {metrics.get('mauc', float('nan')):.3f} over "
               f"{len(metrics.get('auroc', {}))} findings; saved {out / 'classifier'}", flush=True)
@@ -112,8 +126,10 @@ def train_classifier(run: RunConfig, data_spec: str, out_root, *, manifest: str 
 
 
 @torch.no_grad()
-def evaluate_auroc(model: CXRClassifier, images: ImageSet, uncertain_as: float = 1.0, batch_size: int = 64) -> dict:
-    """Per-finding AUROC on labelled hold-out images (findings with both classes present) and their mean."""
+def evaluate_auroc(model: CXRClassifier, images: ImageSet, uncertain_as: float = 1.0, missing_as: float | None = None,
+                   batch_size: int = 64) -> dict:
+    """Per-finding AUROC on labelled hold-out images (findings with both classes present) and their mean;
+    labels as in training (uncertain → ``uncertain_as``, not mentioned → ``missing_as`` or left out)."""
     from sklearn.metrics import roc_auc_score
 
     if len(images) == 0:
@@ -125,6 +141,8 @@ def evaluate_auroc(model: CXRClassifier, images: ImageSet, uncertain_as: float =
         labels.append(images.labels(idx))
     scores_np, labels_np = torch.cat(scores).numpy(), torch.cat(labels).numpy()
     labels_np = np.where(labels_np == -1, uncertain_as, labels_np)
+    if missing_as is not None:
+        labels_np = np.nan_to_num(labels_np, nan=missing_as)
     auroc = {}
     for j, name in enumerate(model.config.label_names or range(scores_np.shape[1])):
         keep = ~np.isnan(labels_np[:, j])

@@ -114,12 +114,13 @@ class AdapterConfig(DiffusionConfig):
 
 @dataclasses.dataclass
 class ClassifierConfig(StageConfig):
-    """Small CXR CNN over the 14 CheXpert findings (masked BCE; NaN labels ignored), for mAUC/FID features."""
+    """Small CXR CNN over the 14 CheXpert findings (BCE), for mAUC/FID features."""
 
     lr: float = 1e-3
     weight_decay: float = 1e-4
     channels: tuple[int, ...] = (32, 64, 128, 256)
     uncertain_as: float = 1.0  # value used for uncertain (-1) labels in the BCE target
+    missing: str = "negative"  # not-mentioned (NaN) labels: "negative" (CheXpert practice) or "exclude" (masked out)
     augment: bool = True
 
 
