@@ -11,6 +11,8 @@ Markdown table (FID, KID, mAUC against the conditioning reports, MS-SSIM diversi
     .venv/bin/python benchmarks/eval_trained_model.py --model runs/cpu-mini/pipeline \\
         --data phantom:runs/phantoms5k --classifier runs/cpu-mini/classifier --out runs/eval-cpu-mini
 
+``--reuse`` scores the images of an earlier run again (e.g. with another classifier) without generating.
+
 Ablations that need another training run (no TokenSqueeze, no noise filtering) are not produced here.
 """
 
@@ -60,6 +62,9 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=2.0)
     ap.add_argument("--dtype", default="bf16", choices=("fp32", "bf16"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reuse", action="store_true",
+                    help="score the images an earlier run generated (e.g. with another --classifier) instead of "
+                         "generating again")
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -68,10 +73,16 @@ def main() -> None:
     rows = []
     for name, scale in (("Diff-CXR (report + knowledge adapter)", 1.0), ("no disease knowledge (adapter scale 0)", 0.0)):
         t0 = time.perf_counter()
-        m = _evaluate(["evaluate", *common, "--model", args.model, "--reports", args.data,
-                       "--n-reports", str(args.n_reports), "--samples-per-report", str(args.samples_per_report),
-                       "--steps", str(args.steps), "--guidance", str(args.guidance), "--dtype", args.dtype,
-                       "--adapter-scale", str(scale), "--out", str(out / ("full" if scale else "no-adapter"))])
+        variant_dir = out / ("full" if scale else "no-adapter")
+        earlier = variant_dir / "generated"
+        if args.reuse and len(list(earlier.glob("*.png"))) == args.n_reports * args.samples_per_report:
+            source = ["--generated", str(earlier)]  # images (and sidecars) of an earlier run of this script
+            variant_dir = variant_dir.with_name(variant_dir.name + "-rescored")
+        else:
+            source = ["--model", args.model, "--reports", args.data, "--n-reports", str(args.n_reports),
+                      "--samples-per-report", str(args.samples_per_report), "--steps", str(args.steps),
+                      "--guidance", str(args.guidance), "--dtype", args.dtype, "--adapter-scale", str(scale)]
+        m = _evaluate(["evaluate", *common, *source, "--out", str(variant_dir)])
         rows.append(_row(name, m, time.perf_counter() - t0))
         real_mauc = m.get("mauc", {}).get("real", {}).get("mauc")
 
