@@ -113,7 +113,9 @@ def test_cli_errors_are_one_line(tmp_path, phantom_dir, capsys):  # noqa: F811
 
 def test_classifier_label_policy_not_mentioned_is_negative_by_default():
     from diffcxr.training.classifier import masked_bce
+    from diffcxr.training.config import ClassifierConfig
 
+    assert ClassifierConfig().missing == "negative"
     nan = float("nan")
     logits = torch.tensor([[4.0, 4.0, 4.0]])
     labels = torch.tensor([[1.0, nan, -1.0]])

@@ -5,9 +5,9 @@ feature extractor (``features()``: the pooled penultimate activations) for FID-s
 pretrained CXR/Inception weights can be downloaded here. BCE with CheXpert's usual label policy: not mentioned
 (NaN) counts as negative (``missing: exclude`` masks it out instead: then a finding reports never negate, such
 as support devices, has only positive targets and is not learned), uncertain (-1) counts as ``uncertain_as``
-(1.0 by default, "U-ones"). Light augmentation: random shifts of up to
-1/16 of the image and small brightness/contrast changes, drawn from the step's seeded generator. Saves
-``<out>/classifier/classifier`` (``CXRClassifier.from_pretrained``) and hold-out AUROCs in ``metrics.json``.
+(1.0 by default, "U-ones"). Light augmentation: random shifts of up to 1/16 of the image and small
+brightness/contrast changes, drawn from the step's seeded generator. Saves ``<out>/classifier/classifier``
+(``CXRClassifier.from_pretrained``) and hold-out AUROCs in ``metrics.json``.
 """
 
 from __future__ import annotations

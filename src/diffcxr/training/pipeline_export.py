@@ -57,8 +57,8 @@ _STAGE_COMPONENT = {"vae": "vae", "vlm": "report_encoder", "base": "denoiser", "
 
 
 def write_model_card(run, out_root, target, with_adapter: bool = True) -> dict:
-    """Write ``target/training_data.json`` and ``target/README.md``: per component, the data spec, manifest,
-    number of training records, git SHA and config it was trained with. Returns the JSON content."""
+    """Write ``target/training_data.json`` and ``target/README.md``: the run config's name and, per component,
+    the data spec, manifest, number of training records and git SHA it was trained with. Returns the JSON."""
     out_root, target = Path(out_root), Path(target)
     provenance: dict[str, dict] = {}
     for stage, component in _STAGE_COMPONENT.items():
@@ -71,7 +71,7 @@ def write_model_card(run, out_root, target, with_adapter: bool = True) -> dict:
         info = json.loads(info_path.read_text(encoding="utf-8"))
         provenance[component] = {"trained": True, "stage": stage, "data": info.get("data"),
                                  "manifest": info.get("manifest"), "train_records": info.get("train_records"),
-                                 "config": run.name, "git_sha": info.get("git_sha")}
+                                 "git_sha": info.get("git_sha")}
     text_encoder = run.model_config()["report_encoder"]["text_encoder"]
     content = {"config": run.name, "text_encoder": text_encoder, "components": provenance}
     (target / "training_data.json").write_text(json.dumps(content, indent=2), encoding="utf-8")
