@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from diffcxr.errors import DiffCXRError, ReportError
-from diffcxr.models.report_encoder import ImageTower, ReportEncoder, TokenSqueeze, clip_loss
+from diffcxr.models.report_encoder import ImageTower, ReportEncoder, TokenMeanPool, TokenSqueeze, clip_loss
 
 REPORTS = ["No pleural effusion. Heart size normal.", "Moderate cardiomegaly with pulmonary edema."]
 
@@ -67,6 +67,30 @@ def test_save_load_round_trip(encoder, tmp_path):
     assert torch.equal(loaded.encode(REPORTS).condition_embeds, encoder.encode(REPORTS).condition_embeds)
     with pytest.raises(DiffCXRError, match="not a saved ReportEncoder"):
         ReportEncoder.from_pretrained(tmp_path)
+
+
+def test_mean_pool_ablation_encoder(tmp_path):
+    """token_reduction="mean_pool" (the "no squeeze" ablation): no reducer parameters, token 0 = masked mean of
+    the text encoder's token states, same output shapes; saved and loaded like the squeeze encoder."""
+    enc = ReportEncoder.tiny(max_length=64, seed=0, token_reduction="mean_pool").eval()
+    assert isinstance(enc.squeeze, TokenMeanPool) and not list(enc.squeeze.parameters())
+    out = enc.encode(REPORTS)
+    assert out.global_embeds.shape == (2, 32) and out.condition_embeds.shape == (2, 77, 32)
+    tokens = enc.tokenize(REPORTS)
+    with torch.no_grad():
+        states = enc.text_encoder(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).last_hidden_state
+    mask = tokens["attention_mask"].unsqueeze(-1).float()
+    assert torch.allclose(out.global_embeds, (states * mask).sum(1) / mask.sum(1), atol=1e-5)
+    # a report's encoding does not depend on its batch-mates
+    alone = enc.encode(REPORTS[:1]).global_embeds
+    assert torch.allclose(alone, out.global_embeds[:1], atol=1e-5)
+    assert not torch.allclose(out.condition_embeds[0], out.condition_embeds[1])
+    enc.save_pretrained(tmp_path / "enc")
+    loaded = ReportEncoder.from_pretrained(tmp_path / "enc")
+    assert loaded.config.token_reduction == "mean_pool" and isinstance(loaded.squeeze, TokenMeanPool)
+    assert torch.equal(loaded.encode(REPORTS).condition_embeds, out.condition_embeds)
+    with pytest.raises(DiffCXRError, match="token_reduction"):
+        ReportEncoder.tiny(token_reduction="max")
 
 
 def test_clip_loss_properties():

