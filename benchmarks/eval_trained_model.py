@@ -12,8 +12,8 @@ Markdown table (FID, KID, mAUC against the conditioning reports, MS-SSIM diversi
         --data phantom:runs/phantoms5k --classifier runs/cpu-mini/classifier --out runs/eval-cpu-mini
 
 ``--reuse`` scores the images of an earlier run again (e.g. with another classifier) without generating.
-
-Ablations that need another training run (no TokenSqueeze, no noise filtering) are not produced here.
+``--variants full`` evaluates only the model itself (used for the retrained ablations: no squeeze —
+``configs/model/cpu-mini-no-squeeze.yaml`` —, and no filtering — ``benchmarks/ablation_filtering.sh``).
 """
 
 from __future__ import annotations
@@ -62,16 +62,23 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=2.0)
     ap.add_argument("--dtype", default="bf16", choices=("fp32", "bf16"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variants", default="full,no-adapter,real",
+                    help="rows to produce, any of full, no-adapter, real (default all three)")
     ap.add_argument("--reuse", action="store_true",
                     help="score the images an earlier run generated (e.g. with another --classifier) instead of "
                          "generating again")
     args = ap.parse_args()
+    variants = set(args.variants.split(","))
+    if not variants or variants - {"full", "no-adapter", "real"}:
+        sys.exit(f"--variants: choose from full, no-adapter, real (got {args.variants!r})")
 
     out = Path(args.out)
     common = ["--real", args.data, "--split", args.split, "--classifier", args.classifier, "--seed", str(args.seed),
               "--quiet"]
-    rows = []
+    rows, real_mauc = [], None
     for name, scale in (("Diff-CXR (report + knowledge adapter)", 1.0), ("no disease knowledge (adapter scale 0)", 0.0)):
+        if ("full" if scale else "no-adapter") not in variants:
+            continue
         t0 = time.perf_counter()
         variant_dir = out / ("full" if scale else "no-adapter")
         earlier = variant_dir / "generated"
@@ -86,7 +93,23 @@ def main() -> None:
         rows.append(_row(name, m, time.perf_counter() - t0))
         real_mauc = m.get("mauc", {}).get("real", {}).get("mauc")
 
-    # real reference: images of another real split, with sidecars carrying their own reports
+    if "real" in variants:
+        rows.append(_real_reference_row(args, out, common))
+        if real_mauc is None:
+            real_mauc = json.loads((out / "real" / "metrics.json").read_text()).get("mauc", {}).get("real", {}).get("mauc")
+
+    print(f"\n{args.n_reports} held-out reports ({args.split} split) x {args.samples_per_report} samples, "
+          f"{args.steps} DPM-Solver++ steps, guidance {args.guidance}, {args.dtype}; reference: real {args.split} "
+          f"images; features and mAUC: {args.classifier} (its mAUC on the real {args.split} images: "
+          f"{real_mauc if real_mauc is None else round(real_mauc, 3)})\n")
+    print("| images | n | FID ↓ | KID ×10³ ↓ | mAUC vs report ↑ | MS-SSIM (lower = more diverse) | "
+          "memorisation: share ≥ 0.95 / max cosine | s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+
+
+def _real_reference_row(args, out: Path, common: list[str]) -> str:
+    """Real images of ``--reference-split`` (with sidecars carrying their own reports) scored as if generated."""
     from diffcxr.data.sources import read_records
 
     ref = out / "real-reference-images"
@@ -99,16 +122,7 @@ def main() -> None:
     t0 = time.perf_counter()
     m = _evaluate(["evaluate", *common, "--generated", str(ref), "--metrics", "fid,kid,mauc,memorization",
                    "--out", str(out / "real")])
-    rows.append(_row(f"real images ({args.reference_split} split)", m, time.perf_counter() - t0))
-
-    print(f"\n{args.n_reports} held-out reports ({args.split} split) x {args.samples_per_report} samples, "
-          f"{args.steps} DPM-Solver++ steps, guidance {args.guidance}, {args.dtype}; reference: real {args.split} "
-          f"images; features and mAUC: {args.classifier} (its mAUC on the real {args.split} images: "
-          f"{real_mauc if real_mauc is None else round(real_mauc, 3)})\n")
-    print("| images | n | FID ↓ | KID ×10³ ↓ | mAUC vs report ↑ | MS-SSIM (lower = more diverse) | "
-          "memorisation: share ≥ 0.95 / max cosine | s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    print("\n".join(rows))
+    return _row(f"real images ({args.reference_split} split)", m, time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

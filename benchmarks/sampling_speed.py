@@ -19,6 +19,10 @@ bf16 agreement: the same seeds through the fp32 and bf16 pipelines; mean |Δpixe
 
     .venv/bin/python benchmarks/sampling_speed.py                      # everything (< 5 min on 2 cores)
     .venv/bin/python benchmarks/sampling_speed.py --configs cpu-mini --batches 1
+    python benchmarks/sampling_speed.py --device cuda --batches 1,16,64 --dtypes fp32,bf16   # on a GPU
+
+On ``--device cuda`` every config (``paper`` too) is timed end to end (50 steps, CFG, decode; CUDA-synchronised
+clock) and the matmul rate is an 8192³ product.
 """
 
 from __future__ import annotations
@@ -34,11 +38,18 @@ import torch  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CLOCK = time.perf_counter  # --clock cpu: time.process_time with 1 thread (robust when other processes share the cores)
+DEVICE = torch.device("cpu")
+
+
+def _cuda_clock() -> float:
+    torch.cuda.synchronize()
+    return time.perf_counter()
 REPORT = "Moderate right pleural effusion with adjacent atelectasis. Heart size is normal. No pneumothorax."
 
 
 def matmul_flops(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    n = 8192 if DEVICE.type == "cuda" else n
+    a, b = torch.randn(n, n, dtype=dtype, device=DEVICE), torch.randn(n, n, dtype=dtype, device=DEVICE)
     for _ in range(2):
         a @ b
     best = float("inf")
@@ -83,7 +94,7 @@ def time_scaled(pipe, batch: int, steps_measured: int, steps_total: int) -> dict
     know = pipe.encode_text(["There is atelectasis. There is pleural effusion."])
     pipe.encode_text([""], allow_empty=True)
     t_encode = CLOCK() - t0
-    x = torch.randn(2 * batch, cfgd.in_channels, cfgd.sample_size, cfgd.sample_size)
+    x = torch.randn(2 * batch, cfgd.in_channels, cfgd.sample_size, cfgd.sample_size, device=DEVICE)
     ctx, kn = cond.expand(2 * batch, -1, -1), know.expand(2 * batch, -1, -1)
     predict_noise(pipe.denoiser, x, 500, ctx, pipe.knowledge_adapter, kn)  # warm-up
     times = []
@@ -115,7 +126,7 @@ def time_full(pipe, batch: int, steps: int) -> dict:
     from diffcxr.models.knowledge_adapter import predict_noise
 
     cfgd = pipe.denoiser.config
-    x = torch.randn(2 * batch, cfgd.in_channels, cfgd.sample_size, cfgd.sample_size)
+    x = torch.randn(2 * batch, cfgd.in_channels, cfgd.sample_size, cfgd.sample_size, device=DEVICE)
     ctx = pipe.encode_text([REPORT]).expand(2 * batch, -1, -1)
     times = []
     for i in range(steps):
@@ -156,9 +167,13 @@ def main() -> None:
     ap.add_argument("--agreement-steps", type=int, default=10, help="steps for the paper fp32-vs-bf16 agreement")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall: wall-clock with all threads; cpu: process CPU time on 1 thread (contended machines)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    global CLOCK
+    global CLOCK, DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda":
+        CLOCK = _cuda_clock
     if args.clock == "cpu":
         # CPU time of this process on ONE thread: unaffected by other processes taking the cores (no OpenMP
         # spin-waiting with one thread). Seconds are then single-thread seconds; the ratios stay comparable.
@@ -167,23 +182,23 @@ def main() -> None:
     torch.manual_seed(0)
     dtypes = args.dtypes.split(",")
     peak = {d: matmul_flops(DTYPES[d]) for d in dtypes}
-    results = {"clock": args.clock, "threads": torch.get_num_threads(), "matmul_flops": peak, "runs": [], "agreement": {}}
+    results = {"device": torch.cuda.get_device_name() if DEVICE.type == "cuda" else "cpu", "clock": args.clock,
+               "threads": torch.get_num_threads(), "matmul_flops": peak, "runs": [], "agreement": {}}
     results["loadavg_start"] = os.getloadavg()
     print(f"load average {results['loadavg_start'][0]:.1f} (other processes share these cores; ratios are within-run)")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, "
+    print(f"torch {torch.__version__}, {results['device']}, {torch.get_num_threads()} threads, {args.clock} clock, "
           + ", ".join(f"{d} matmul {peak[d] / 1e9:.0f} GFLOP/s" for d in dtypes))
     for config in args.configs.split(","):
         pipes = {}
         fpf = forward_flops(config)
         for d in dtypes:
             pipe, _ = build_pipeline(config)
-            if d != "fp32":
-                pipe = pipe.to(DTYPES[d])
+            pipe = pipe.to(DEVICE, DTYPES[d])
             pipe.set_progress_bar_config(disable=True)
             pipes[d] = pipe
             for b in (int(x) for x in args.batches.split(",")):
                 peak[d] = max(peak[d], matmul_flops(DTYPES[d], reps=3))
-                if config == "paper":
+                if config == "paper" and DEVICE.type == "cpu":
                     r = time_scaled(pipe, b, args.paper_steps, args.steps)
                 else:
                     r = time_full(pipe, b, args.steps)

@@ -18,6 +18,9 @@ uses this process's CPU time on one thread (robust under heavy contention; absol
 
     .venv/bin/python benchmarks/training_speed.py                         # cpu-mini + paper, fp32 + bf16
     .venv/bin/python benchmarks/training_speed.py --configs cpu-mini --steps 5 --clock cpu
+    python benchmarks/training_speed.py --device cuda --batch cpu-mini=256,paper=64 --steps 10   # on a GPU
+
+On ``--device cuda`` the clock is CUDA-synchronised and the matmul rate is an 8192³ product.
 """
 
 from __future__ import annotations
@@ -34,10 +37,17 @@ import torch.nn.functional as F  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CLOCK = time.perf_counter
+DEVICE = torch.device("cpu")
+
+
+def _cuda_clock() -> float:
+    torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def matmul_flops(dtype: torch.dtype, n: int = 2048, reps: int = 4) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    n = 8192 if DEVICE.type == "cuda" else n
+    a, b = torch.randn(n, n, dtype=dtype, device=DEVICE), torch.randn(n, n, dtype=dtype, device=DEVICE)
     a @ b
     best = float("inf")
     for _ in range(reps):
@@ -65,7 +75,7 @@ def make_models(config: str):
     cfg = load_model_config(config)
     torch.manual_seed(0)
     base = UViT(**uvit_kwargs(cfg))
-    return cfg, base, DiseaseKnowledgeAdapter.from_uvit(base)
+    return cfg, base.to(DEVICE), DiseaseKnowledgeAdapter.from_uvit(base).to(DEVICE)
 
 
 def time_stage(stage: str, base, adapter, batch: int, dtype: str, steps: int) -> list[float]:
@@ -75,10 +85,10 @@ def time_stage(stage: str, base, adapter, batch: int, dtype: str, steps: int) ->
     from diffcxr.models.knowledge_adapter import predict_noise
 
     sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
-    alphas = sched.alphas_cumprod
+    alphas = sched.alphas_cumprod.to(DEVICE)
     c, s = base.config.in_channels, base.config.sample_size
-    ctx = torch.randn(batch, base.config.num_context_tokens, base.config.context_dim)
-    latents = torch.randn(batch, c, s, s)
+    ctx = torch.randn(batch, base.config.num_context_tokens, base.config.context_dim, device=DEVICE)
+    latents = torch.randn(batch, c, s, s, device=DEVICE)
     if stage == "base":
         base.requires_grad_(True)
         base.train()
@@ -93,11 +103,11 @@ def time_stage(stage: str, base, adapter, batch: int, dtype: str, steps: int) ->
     for i in range(steps + 1):
         t0 = CLOCK()
         g = torch.Generator().manual_seed(i)
-        noise = torch.randn(latents.shape, generator=g)
-        t = torch.randint(0, 1000, (batch,), generator=g)
+        noise = torch.randn(latents.shape, generator=g).to(DEVICE)
+        t = torch.randint(0, 1000, (batch,), generator=g).to(DEVICE)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
             if stage == "base":
                 pred = base(noisy, t, ctx).sample
             else:
@@ -120,17 +130,22 @@ def main() -> None:
     ap.add_argument("--batch", default="cpu-mini=32,paper=4", help="batch per config, e.g. cpu-mini=32,paper=4")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per setting (after 1 warm-up step)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    global CLOCK
+    global CLOCK, DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda":
+        CLOCK = _cuda_clock
     if args.clock == "cpu":
         torch.set_num_threads(1)
         CLOCK = time.process_time
     batches = dict(item.split("=") for item in args.batch.split(","))
     dtypes = args.dtypes.split(",")
-    results = {"clock": args.clock, "threads": torch.get_num_threads(), "loadavg_start": os.getloadavg(), "runs": []}
+    results = {"device": torch.cuda.get_device_name() if DEVICE.type == "cuda" else "cpu", "clock": args.clock, "threads": torch.get_num_threads(), "loadavg_start": os.getloadavg(), "runs": []}
     peak = {d: matmul_flops(DTYPES[d]) for d in dtypes}
-    print(f"load average {results['loadavg_start'][0]:.1f}; torch {torch.__version__}, {torch.get_num_threads()} "
+    print(f"load average {results['loadavg_start'][0]:.1f}; torch {torch.__version__}, {results['device']}, "
+          f"{torch.get_num_threads()} "
           f"threads, {args.clock} clock; " + ", ".join(f"{d} matmul {peak[d] / 1e9:.0f} GFLOP/s" for d in dtypes))
     for config in args.configs.split(","):
         flops = step_flops(config)

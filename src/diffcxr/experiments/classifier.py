@@ -44,6 +44,7 @@ class ClassifierTrainConfig:
     augment: bool = True
     seed: int = 0
     threads: int = 0  # torch threads (0 = leave as is)
+    device: str = "cpu"  # where to train ("cuda" on a GPU); the returned model stays there
 
 
 def _targets(labels: torch.Tensor, cfg: ClassifierTrainConfig) -> torch.Tensor:
@@ -66,6 +67,7 @@ def train_classifier(train_set, cfg: ClassifierTrainConfig | None = None, *, log
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = CXRClassifier(channels=tuple(cfg.channels), image_size=cfg.image_size, label_names=CHEXPERT_FINDINGS)
+    model.to(cfg.device)
     loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=gen,
                                          drop_last=len(train_set) > cfg.batch_size, collate_fn=_collate)
     steps = cfg.epochs * len(loader)
@@ -77,10 +79,10 @@ def train_classifier(train_set, cfg: ClassifierTrainConfig | None = None, *, log
     step, t0 = 0, time.perf_counter()
     while step < steps:
         for batch in loader:
-            x = batch["pixel_values"].float()
+            x = batch["pixel_values"].float().to(cfg.device)
             if cfg.augment:
                 x = augment(x, gen)
-            loss = masked_bce(model(x), _targets(batch["labels"], cfg))
+            loss = masked_bce(model(x), _targets(batch["labels"], cfg).to(cfg.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -102,12 +104,13 @@ def _collate(items: list[dict]) -> dict:
 
 @torch.no_grad()
 def predict_scores(model: torch.nn.Module, dataset, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Sigmoid scores ``(N, F)`` and the dataset's labels ``(N, F)`` (in dataset order)."""
+    """Sigmoid scores ``(N, F)`` and the dataset's labels ``(N, F)`` (in dataset order), on the model's device."""
     model.eval()
+    device = next(model.parameters()).device
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=_collate)
     scores, labels = [], []
     for batch in loader:
-        scores.append(torch.sigmoid(model(batch["pixel_values"].float())).numpy())
+        scores.append(torch.sigmoid(model(batch["pixel_values"].float().to(device))).cpu().numpy())
         labels.append(batch["labels"].numpy())
     return np.concatenate(scores), np.concatenate(labels)
 
