@@ -38,13 +38,13 @@ import torch  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CLOCK = time.perf_counter  # --clock cpu: time.process_time with 1 thread (robust when other processes share the cores)
-DEVICE = torch.device("cpu")
+DEVICE = torch.device("cpu")  # --device
+REPORT = "Moderate right pleural effusion with adjacent atelectasis. Heart size is normal. No pneumothorax."
 
 
 def _cuda_clock() -> float:
     torch.cuda.synchronize()
     return time.perf_counter()
-REPORT = "Moderate right pleural effusion with adjacent atelectasis. Heart size is normal. No pneumothorax."
 
 
 def matmul_flops(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:

@@ -37,7 +37,7 @@ import torch.nn.functional as F  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CLOCK = time.perf_counter
-DEVICE = torch.device("cpu")
+DEVICE = torch.device("cpu")  # --device
 
 
 def _cuda_clock() -> float:
@@ -142,11 +142,11 @@ def main() -> None:
         CLOCK = time.process_time
     batches = dict(item.split("=") for item in args.batch.split(","))
     dtypes = args.dtypes.split(",")
-    results = {"device": torch.cuda.get_device_name() if DEVICE.type == "cuda" else "cpu", "clock": args.clock, "threads": torch.get_num_threads(), "loadavg_start": os.getloadavg(), "runs": []}
+    results = {"device": torch.cuda.get_device_name() if DEVICE.type == "cuda" else "cpu", "clock": args.clock,
+               "threads": torch.get_num_threads(), "loadavg_start": os.getloadavg(), "runs": []}
     peak = {d: matmul_flops(DTYPES[d]) for d in dtypes}
     print(f"load average {results['loadavg_start'][0]:.1f}; torch {torch.__version__}, {results['device']}, "
-          f"{torch.get_num_threads()} "
-          f"threads, {args.clock} clock; " + ", ".join(f"{d} matmul {peak[d] / 1e9:.0f} GFLOP/s" for d in dtypes))
+          f"{torch.get_num_threads()} threads, {args.clock} clock; " + ", ".join(f"{d} matmul {peak[d] / 1e9:.0f} GFLOP/s" for d in dtypes))
     for config in args.configs.split(","):
         flops = step_flops(config)
         cfg, base, adapter = make_models(config)

@@ -109,7 +109,7 @@ def _resolve_extends(raw: dict, where: str, depth: int = 0) -> dict:
     path = Path(base_name)
     if not path.suffix and base_name in MODEL_CONFIG_NAMES:
         path = model_config_dir() / f"{base_name}.yaml"
-    elif not path.is_absolute() and where not in ("<dict>",) and (Path(where).parent / path).is_file():
+    elif not path.is_absolute() and where != "<dict>" and (Path(where).parent / path).is_file():
         path = Path(where).parent / path
     if not path.is_file():
         raise DiffCXRError(f"model config {where} extends {base_name!r}, which was not found")

@@ -42,8 +42,8 @@ from torch import nn
 from diffcxr.errors import DiffCXRError, ReportError
 from diffcxr.models.conv_stages import conv_stages
 
-__all__ = ["TokenSqueeze", "TokenMeanPool", "TOKEN_REDUCTIONS", "ReportEncoder", "ReportEncoderOutput", "ImageTower", "clip_loss", "validate_report",
-           "minilm_path", "MAX_REPORT_CHARS"]
+__all__ = ["TokenSqueeze", "TokenMeanPool", "TOKEN_REDUCTIONS", "ReportEncoder", "ReportEncoderOutput", "ImageTower",
+           "clip_loss", "validate_report", "minilm_path", "MAX_REPORT_CHARS"]
 
 MAX_REPORT_CHARS = 100_000  # real reports are < 10 kB; anything near 1 MB is a wrong file, not a report
 SQUEEZE_WEIGHTS = "squeeze.safetensors"
@@ -70,7 +70,11 @@ class TokenSqueeze(nn.Module):
     """Token-axis squeeze: Conv1d(T→T, k3) → LN(d) → ReLU → Conv1d(T→78, k3) → LN(d) → ReLU.
 
     Input ``(B, T, d)`` (T = 257: [CLS] + 256 token states); the token axis is the convolution's channel axis
-    and the feature axis its length. Output ``(B, out_tokens, d)``.
+    and the feature axis its length. Output ``(B, out_tokens, d)``. ``attention_mask`` is ignored (the squeeze
+    sees all T states, padding included); it is accepted so both token reducers share one call.
+
+    Note: the VLM stage's loss reads token 0 only, so the rows of ``conv2`` that make tokens 1..77 (the diffusion
+    condition) get no gradient there and, frozen afterwards, stay at their initialisation (README, "no squeeze").
     """
 
     def __init__(self, in_tokens: int = 257, out_tokens: int = 78, dim: int = 768):
