@@ -94,9 +94,10 @@ def main() -> None:
         real_mauc = m.get("mauc", {}).get("real", {}).get("mauc")
 
     if "real" in variants:
-        rows.append(_real_reference_row(args, out, common))
+        row, m = _real_reference_row(args, out, common)
+        rows.append(row)
         if real_mauc is None:
-            real_mauc = json.loads((out / "real" / "metrics.json").read_text()).get("mauc", {}).get("real", {}).get("mauc")
+            real_mauc = m.get("mauc", {}).get("real", {}).get("mauc")
 
     print(f"\n{args.n_reports} held-out reports ({args.split} split) x {args.samples_per_report} samples, "
           f"{args.steps} DPM-Solver++ steps, guidance {args.guidance}, {args.dtype}; reference: real {args.split} "
@@ -108,8 +109,9 @@ def main() -> None:
     print("\n".join(rows))
 
 
-def _real_reference_row(args, out: Path, common: list[str]) -> str:
-    """Real images of ``--reference-split`` (with sidecars carrying their own reports) scored as if generated."""
+def _real_reference_row(args, out: Path, common: list[str]) -> tuple[str, dict]:
+    """Real images of ``--reference-split`` (with sidecars carrying their own reports) scored as if generated:
+    the table row and the metrics."""
     from diffcxr.data.sources import read_records
 
     ref = out / "real-reference-images"
@@ -122,7 +124,7 @@ def _real_reference_row(args, out: Path, common: list[str]) -> str:
     t0 = time.perf_counter()
     m = _evaluate(["evaluate", *common, "--generated", str(ref), "--metrics", "fid,kid,mauc,memorization",
                    "--out", str(out / "real")])
-    return _row(f"real images ({args.reference_split} split)", m, time.perf_counter() - t0)
+    return _row(f"real images ({args.reference_split} split)", m, time.perf_counter() - t0), m
 
 
 if __name__ == "__main__":

@@ -161,15 +161,12 @@ def test_model_config_extends(tmp_path):
     child.write_text("extends: parent.yaml\nuvit:\n  depth: 4\n")  # relative to the child's folder
     cfg = load_model_config(child)
     assert cfg["image_size"] == 32 and cfg["uvit"]["width"] == 64 and cfg["uvit"]["depth"] == 4
-    child.write_text("extends: nowhere.yaml\n")
-    with pytest.raises(DiffCXRError, match="extends 'nowhere.yaml'"):
-        load_model_config(child)
-    child.write_text("extends: child.yaml\nimage_size: 32\n")
-    with pytest.raises(DiffCXRError, match="too deep"):
-        load_model_config(child)
-    child.write_text("extends: cpu-mini\nreport_encoder:\n  token_reduction: max\n")
-    with pytest.raises(DiffCXRError, match="token_reduction"):
-        load_model_config(child)
+    for text, error in [("extends: nowhere.yaml\n", "extends 'nowhere.yaml'"),
+                        ("extends: child.yaml\nimage_size: 32\n", "too deep"),  # a cycle
+                        ("extends: cpu-mini\nreport_encoder:\n  token_reduction: max\n", "token_reduction")]:
+        child.write_text(text)
+        with pytest.raises(DiffCXRError, match=error):
+            load_model_config(child)
 
 
 def test_flops_cli(capsys):

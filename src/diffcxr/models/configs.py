@@ -19,10 +19,11 @@ from typing import Any
 
 from diffcxr.errors import DiffCXRError
 
-__all__ = ["MODEL_CONFIG_NAMES", "load_model_config", "model_config_dir", "uvit_kwargs", "adapter_kwargs", "vae_kwargs",
+__all__ = ["MODEL_CONFIG_NAMES", "TOKEN_REDUCTIONS", "load_model_config", "model_config_dir", "uvit_kwargs", "adapter_kwargs", "vae_kwargs",
            "latent_size"]
 
 MODEL_CONFIG_NAMES = ("tiny", "cpu-mini", "paper")
+TOKEN_REDUCTIONS = ("squeeze", "mean_pool")  # report_encoder.token_reduction: the learned squeeze or the ablation
 
 # section -> {key: default}; ``None`` default = optional
 _SCHEMA: dict[str, dict[str, Any]] = {
@@ -89,9 +90,9 @@ def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
                     f"unknown key {section}.{key!r} in model config {where} (allowed: {', '.join(defaults)})"
                 )
         cfg[section] = {**copy.deepcopy(defaults), **given}
-    if cfg["report_encoder"]["token_reduction"] not in ("squeeze", "mean_pool"):
-        raise DiffCXRError(f"report_encoder.token_reduction in model config {where} must be 'squeeze' or 'mean_pool', "
-                           f"got {cfg['report_encoder']['token_reduction']!r}")
+    if cfg["report_encoder"]["token_reduction"] not in TOKEN_REDUCTIONS:
+        raise DiffCXRError(f"report_encoder.token_reduction in model config {where} must be one of "
+                           f"{', '.join(TOKEN_REDUCTIONS)}, got {cfg['report_encoder']['token_reduction']!r}")
     if cfg["image_size"] % latent_downsample(cfg):
         raise DiffCXRError(f"image_size {cfg['image_size']} is not divisible by the VAE factor {latent_downsample(cfg)}")
     return cfg

@@ -40,6 +40,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from diffcxr.errors import DiffCXRError, ReportError
+from diffcxr.models.configs import TOKEN_REDUCTIONS
 from diffcxr.models.conv_stages import conv_stages
 
 __all__ = ["TokenSqueeze", "TokenMeanPool", "TOKEN_REDUCTIONS", "ReportEncoder", "ReportEncoderOutput", "ImageTower",
@@ -47,7 +48,6 @@ __all__ = ["TokenSqueeze", "TokenMeanPool", "TOKEN_REDUCTIONS", "ReportEncoder",
 
 MAX_REPORT_CHARS = 100_000  # real reports are < 10 kB; anything near 1 MB is a wrong file, not a report
 SQUEEZE_WEIGHTS = "squeeze.safetensors"
-TOKEN_REDUCTIONS = ("squeeze", "mean_pool")
 
 
 def validate_report(text, index: int | None = None, allow_empty: bool = False) -> str:
