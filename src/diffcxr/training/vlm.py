@@ -1,11 +1,17 @@
-"""AVA-TLS stage: the vision-aware report encoder (DESIGN.md §1(b)).
+"""AVA-TLS stage: the vision-aware report encoder (README, "AVA-TLS").
 
 Report encoder (BERT-style text tower, 256-token left-truncated context) + ``TokenSqueeze`` (257 → 78 tokens)
-+ a small image tower, trained with the symmetric CLIP InfoNCE loss (τ = ``temperature``, 0.07) between the
-squeezed global report token (token 0) and the paired image's embedding. Param groups: the text tower at
-``lr`` when it is pretrained (1e-5 in the paper, cosine to ``min_lr``), ``head_lr`` for the parts trained from
-scratch (squeeze, image tower, and a from-scratch text tower). Saves ``<out>/vlm/report_encoder`` and
-``<out>/vlm/image_tower``; afterwards the encoder + squeeze is frozen for the diffusion stages.
++ a small image tower. Loss = symmetric CLIP InfoNCE (τ = ``temperature``, 0.07) between the squeezed global
+report token (token 0) and the paired image's embedding, + ``local_loss_weight`` × the vision-aware local loss
+on the 77 condition tokens (:class:`~diffcxr.models.local_alignment.LocalAlignment`: per-sample cross-attention
+with the image tower's patch tokens, local InfoNCE + SimSiam), which is what trains the rows of the squeeze
+that make the diffusion condition. ``local_loss_weight: 0`` with ``report_encoder.squeeze_init: random`` is the
+squeeze as the authors released it (token 0 trained only).
+
+Param groups: the text tower at ``lr`` when it is pretrained (1e-5 in the paper, cosine to ``min_lr``),
+``head_lr`` for the parts trained from scratch (squeeze, image tower, local head, and a from-scratch text tower).
+Saves ``<out>/vlm/report_encoder`` and ``<out>/vlm/image_tower``; afterwards the encoder + squeeze is frozen for
+the diffusion stages.
 """
 
 from __future__ import annotations
@@ -24,20 +30,26 @@ __all__ = ["train_vlm", "VLMObjective", "build_report_encoder"]
 
 
 class VLMObjective(nn.Module):
-    """(tokens, images) → symmetric InfoNCE between global report tokens and image embeddings."""
+    """(tokens, images) → global InfoNCE (token 0 vs image embedding) + ``local_weight`` × local alignment."""
 
-    def __init__(self, encoder, image_tower, temperature: float):
+    def __init__(self, encoder, image_tower, temperature: float, local_alignment: nn.Module | None = None,
+                 local_weight: float = 0.0):
         super().__init__()
         self.encoder = encoder
         self.image_tower = image_tower
         self.temperature = temperature
+        self.local_alignment = local_alignment
+        self.local_weight = local_weight if local_alignment is not None else 0.0
 
     def forward(self, tokens: dict, pixels: torch.Tensor) -> torch.Tensor:
         from diffcxr.models.report_encoder import clip_loss
 
-        text = self.encoder(**tokens).global_embeds
-        image = self.image_tower(pixels)
-        return clip_loss(text.float(), image.float(), self.temperature)
+        text = self.encoder(**tokens)
+        if not self.local_weight:
+            return clip_loss(text.global_embeds.float(), self.image_tower(pixels).float(), self.temperature)
+        image, patches = self.image_tower(pixels, return_patch_tokens=True)
+        loss = clip_loss(text.global_embeds.float(), image.float(), self.temperature)
+        return loss + self.local_weight * self.local_alignment(text.condition_embeds, patches).total
 
 
 def build_report_encoder(mcfg: dict):
@@ -49,6 +61,7 @@ def build_report_encoder(mcfg: dict):
 
 def train_vlm(run: RunConfig, data_spec: str, out_root, *, manifest: str | None = None, resume: bool = False,
               mixed_precision: str | None = None, progress: bool = True, step_callback=None) -> Path:
+    from diffcxr.models.local_alignment import LocalAlignment
     from diffcxr.models.report_encoder import ImageTower
 
     out = Path(out_root) / "vlm"
@@ -72,16 +85,19 @@ def train_vlm(run: RunConfig, data_spec: str, out_root, *, manifest: str | None 
     pretrained_text = mcfg["report_encoder"]["text_encoder"] != "tiny-bert"
     if not cfg.train_text_encoder:
         encoder.text_encoder.requires_grad_(False)
-    groups = [{"params": list(encoder.squeeze.parameters()) + list(tower.parameters()), "lr": cfg.head_lr}]
+    local = LocalAlignment(encoder.hidden_size, cfg.temperature) if cfg.local_loss_weight else None
+    modules = {"encoder": encoder, "image_tower": tower, **({"local_alignment": local} if local else {})}
+    heads = [p for name, m in modules.items() if name != "encoder" for p in m.parameters()]
+    groups = [{"params": list(encoder.squeeze.parameters()) + heads, "lr": cfg.head_lr}]
     if cfg.train_text_encoder:
         groups.append({"params": list(encoder.text_encoder.parameters()),
                        "lr": cfg.lr if pretrained_text else cfg.head_lr})
-    objective = VLMObjective(encoder, tower, cfg.temperature)
+    objective = VLMObjective(encoder, tower, cfg.temperature, local, cfg.local_loss_weight)
     optimizer = session.optimizer(groups)
     scheduler = session.lr_scheduler(optimizer)
     objective, optimizer = acc.prepare(objective, optimizer)
     ema = session.ema(objective)
-    state = session.restore({"encoder": encoder, "image_tower": tower}, optimizer, scheduler, ema)
+    state = session.restore(modules, optimizer, scheduler, ema)
     batches = session.batches(len(images), state)
 
     # -- the loop --------------------------------------------------------------------------------------------------

@@ -1,0 +1,126 @@
+"""AVA-TLS that trains every condition row: the pooling initialisation of the squeeze, the vision-aware local
+loss, the image tower's patch tokens, and the released variant kept as an ablation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffcxr.errors import DiffCXRError
+from diffcxr.models.local_alignment import LocalAlignment, simsiam_loss, token_infonce
+from diffcxr.models.report_encoder import ImageTower, ReportEncoder, TokenMeanPool, TokenSqueeze
+from diffcxr.training.vlm import VLMObjective
+
+REPORTS = ["No pleural effusion. Heart size normal.", "Moderate cardiomegaly with pulmonary edema.",
+           "Large right pneumothorax.", "Small left effusion and basal atelectasis."]
+
+
+def test_untrained_pooled_squeeze_equals_mean_pool():
+    torch.manual_seed(0)
+    x = torch.randn(3, 65, 16)
+    mask = torch.ones(3, 64)
+    mask[1, 20:] = 0
+    pooled = TokenSqueeze(65, 78, 16, init="pooling")
+    assert torch.equal(pooled(x, mask), TokenMeanPool(78)(x, mask))
+    # its conv path starts as the same pooling: row 0 copies [CLS], rows 1.. are adaptive-average-pool windows
+    conv_only = pooled.conv2(pooled.conv1(x))
+    assert torch.allclose(conv_only[:, 0], x[:, 0])
+    windows = torch.nn.functional.adaptive_avg_pool1d(x[:, 1:].transpose(1, 2), 77).transpose(1, 2)
+    assert torch.allclose(conv_only[:, 1:], windows, atol=1e-6)
+    # the released initialisation is not pooling
+    assert not torch.allclose(TokenSqueeze(65, 78, 16, init="random")(x, mask), TokenMeanPool(78)(x, mask))
+    with pytest.raises(DiffCXRError, match="squeeze init"):
+        TokenSqueeze(65, 78, 16, init="zeros")
+
+
+def test_pooled_encoder_equals_mean_pool_encoder(tmp_path):
+    pooled = ReportEncoder.tiny(max_length=64, seed=0, squeeze_init="pooling").eval()
+    mean = ReportEncoder.tiny(max_length=64, seed=0, token_reduction="mean_pool").eval()
+    with torch.no_grad():
+        a, b = pooled.encode(REPORTS), mean.encode(REPORTS)
+    assert torch.equal(a.condition_embeds, b.condition_embeds) and torch.equal(a.global_embeds, b.global_embeds)
+    pooled.save_pretrained(tmp_path / "enc")
+    loaded = ReportEncoder.from_pretrained(tmp_path / "enc")
+    assert loaded.config.squeeze_init == "pooling" and loaded.squeeze.init == "pooling"
+    assert torch.equal(loaded.encode(REPORTS).condition_embeds, a.condition_embeds)
+
+
+def _objective(squeeze_init: str, local_weight: float, seed: int = 0):
+    encoder = ReportEncoder.tiny(max_length=64, seed=seed, squeeze_init=squeeze_init)
+    encoder.text_encoder.requires_grad_(False)  # as in cpu-mini: only the squeeze and the heads train
+    tower = ImageTower(channels=(8, 16), embed_dim=encoder.hidden_size)
+    local = LocalAlignment(encoder.hidden_size) if local_weight else None
+    return VLMObjective(encoder, tower, 0.07, local, local_weight), encoder
+
+
+def _vlm_step(objective, encoder, pixels, optimizer=None):
+    objective.zero_grad(set_to_none=True)
+    loss = objective(encoder.tokenize(REPORTS), pixels)
+    loss.backward()
+    if optimizer is not None:
+        optimizer.step()
+    return loss
+
+
+def test_every_conv2_row_gets_gradient_after_one_vlm_step():
+    torch.manual_seed(1)
+    pixels = torch.randn(len(REPORTS), 1, 32, 32)
+    objective, encoder = _objective("pooling", 1.0)
+    optimizer = torch.optim.AdamW([p for p in objective.parameters() if p.requires_grad], lr=1e-3)
+    _vlm_step(objective, encoder, pixels, optimizer)
+    assert encoder.squeeze.gate.abs().min() > 0  # the zero-initialised gate opened on the first step
+    _vlm_step(objective, encoder, pixels)
+    row_grad = encoder.squeeze.conv2.weight.grad.abs().sum(dim=(1, 2))
+    assert row_grad.shape == (78,) and (row_grad > 0).all(), row_grad
+
+
+def test_released_variant_leaves_condition_rows_untrained():
+    """Random init and the token-0 loss alone: rows 1..77 of conv2 get exactly zero gradient (the flaw)."""
+    torch.manual_seed(1)
+    objective, encoder = _objective("random", 0.0)
+    assert objective.local_alignment is None
+    _vlm_step(objective, encoder, torch.randn(len(REPORTS), 1, 32, 32))
+    row_grad = encoder.squeeze.conv2.weight.grad.abs().sum(dim=(1, 2))
+    assert row_grad[0] > 0 and torch.count_nonzero(row_grad[1:]) == 0
+    # the local loss alone reaches every condition row of the same (random) squeeze
+    local, encoder = _objective("random", 1.0)
+    _vlm_step(local, encoder, torch.randn(len(REPORTS), 1, 32, 32))
+    assert (encoder.squeeze.conv2.weight.grad.abs().sum(dim=(1, 2))[1:] > 0).all()
+
+
+def test_image_tower_patch_tokens():
+    tower = ImageTower(channels=(8, 16), embed_dim=24).eval()
+    x = torch.randn(2, 1, 32, 32)
+    glob, patches = tower(x, return_patch_tokens=True)
+    assert patches.shape == (2, 8 * 8, 24) and glob.shape == (2, 24)
+    assert torch.allclose(glob, patches.mean(dim=1), atol=1e-6)
+    # the global embedding is the projection of the globally pooled map (as before the patch tokens existed)
+    assert torch.allclose(tower(x), tower.proj(tower.features(x).mean(dim=(2, 3))), atol=1e-5)
+
+
+def test_local_losses_reward_alignment():
+    torch.manual_seed(0)
+    text = torch.randn(3, 10, 16)
+    assert token_infonce(text, 2.0 * text) < token_infonce(text, torch.randn(3, 10, 16))
+    other = torch.randn(3, 10, 16)  # per sample: the batch loss is the mean of the samples' losses
+    assert torch.isclose(token_infonce(text, other), torch.stack([token_infonce(text[i:i + 1], other[i:i + 1])
+                                                                  for i in range(3)]).mean())
+    predictor = torch.nn.Identity()
+    assert torch.isclose(simsiam_loss(text, text, predictor), torch.tensor(-1.0))
+    losses = LocalAlignment(16)(text, torch.randn(3, 5, 16))
+    assert losses.total.ndim == 0 and torch.isfinite(losses.total)
+    assert torch.isclose(losses.total, losses.infonce + losses.simsiam)
+
+
+def test_config_keys_select_the_variant():
+    from diffcxr.models.configs import load_model_config
+    from diffcxr.training.config import load_run_config
+
+    cfg = load_model_config("cpu-mini")
+    assert cfg["report_encoder"]["squeeze_init"] == "pooling"
+    assert load_run_config("cpu-mini").vlm.local_loss_weight == 1.0
+    released = load_run_config("cpu-mini", ["vlm.local_loss_weight=0", "model=configs/model/cpu-mini-squeeze-released.yaml"])
+    assert released.vlm.local_loss_weight == 0.0
+    assert released.model_config()["report_encoder"]["squeeze_init"] == "random"
+    with pytest.raises(DiffCXRError, match="squeeze_init"):
+        load_model_config({"image_size": 64, "report_encoder": {"squeeze_init": "zeros"}})
