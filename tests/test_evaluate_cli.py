@@ -57,6 +57,15 @@ def test_evaluate_all_metrics(tiny, capsys):
     report = (out / "report.md").read_text()
     assert "FID" in report and "Per-finding AUROC" in report
     assert any((out / "grids").glob("*.png"))
+    # 95 % bootstrap intervals over reports (default 200 replicates) around each point estimate
+    assert p["bootstrap"] == {"replicates": 200, "level": 0.95, "unit": "report"}
+    for ci in (metrics["fid_interval"], metrics["kid"]["interval"], metrics["mauc"]["interval"]):
+        assert ci["n_groups"] == 6 and ci["n_boot"] == 200 and np.isfinite(ci["low"]) and ci["low"] <= ci["high"]
+    assert metrics["fid_interval"]["low"] <= metrics["fid"] <= metrics["fid_interval"]["high"]
+    assert metrics["kid"]["interval"]["low"] <= metrics["kid"]["mean"] <= metrics["kid"]["interval"]["high"]
+    assert metrics["fid_interval"]["method"].startswith("percentile, median re-centred")
+    assert metrics["fid_interval"]["high"] > metrics["fid_interval"]["low"]
+    assert "bootstrap over reports" in report and f"[{metrics['fid_interval']['low']:.4g}" in report
     assert "fid=" in capsys.readouterr().out
 
 
@@ -64,10 +73,11 @@ def test_evaluate_subset_of_metrics_and_n(tiny):
     root, gen, _ = tiny
     out = root / "out2"
     assert main(["evaluate", "--real", f"phantom:{root / 'real'}", "--generated", str(gen), "--split", "all",
-                 "--metrics", "fid", "--extractor", "random", "--n", "8", "--size", "32", "--out", str(out),
-                 "--quiet"]) == 0
+                 "--metrics", "fid", "--extractor", "random", "--n", "8", "--size", "32", "--bootstrap", "0",
+                 "--out", str(out), "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"protocol", "fid"} and metrics["protocol"]["n_real"] == 8
+    assert metrics["protocol"]["bootstrap"] is None
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -100,3 +100,19 @@ def test_reservoir_bounded_and_uniform():
         r.update(torch.arange(start, min(start + 37, 10_000)).float().unsqueeze(1))
     assert r.seen == 10_000 and r.features.shape == (100, 1)
     assert 3000 < float(r.features.mean()) < 7000  # a uniform sample, not the first 100
+
+
+def test_mmd_of_a_bootstrap_sample_ignores_pairs_of_one_source():
+    """Repeats in a bootstrap sample would inflate the within-fake kernel sum; with ``fake_ids`` they don't."""
+    from diffcxr.metrics import polynomial_mmd2
+
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(40, 8, generator=g), torch.randn(40, 8, generator=g)
+    idx = torch.cat([torch.arange(20), torch.arange(20)])  # every sample twice
+    naive = polynomial_mmd2(real, fake[idx], dtype=torch.float64)
+    fixed = polynomial_mmd2(real, fake[idx], dtype=torch.float64, fake_ids=idx)
+    same_dist = polynomial_mmd2(real[:20], fake[:20], dtype=torch.float64)
+    assert naive > fixed and abs(fixed - same_dist) < abs(naive - same_dist)
+    # without repeats, the ids change nothing
+    assert polynomial_mmd2(real, fake, dtype=torch.float64, fake_ids=torch.arange(40)) == pytest.approx(
+        polynomial_mmd2(real, fake, dtype=torch.float64))

@@ -125,3 +125,31 @@ def test_optional_backends_missing_give_clear_error(monkeypatch):
         load_extractor("cxr")
     with pytest.raises(DiffCXRError, match="unknown feature extractor"):
         load_extractor("clip")
+
+
+def test_group_bootstrap_resamples_whole_reports():
+    from diffcxr.metrics import bootstrap_interval, group_bootstrap
+
+    groups = ["a", "a", "b", "b", "c", "c", "c"]
+    for idx in group_bootstrap(groups, 20, seed=1):
+        drawn = [groups[i] for i in idx]
+        for g in set(drawn):  # a drawn report brings all of its images, as many times as it was drawn
+            assert drawn.count(g) % groups.count(g) == 0
+    a = [list(i) for i in group_bootstrap(groups, 5, seed=3)]
+    assert a == [list(i) for i in group_bootstrap(groups, 5, seed=3)]  # seeded
+
+
+def test_bootstrap_interval_covers_the_mean_and_shrinks_with_n():
+    from diffcxr.metrics import bootstrap_interval
+
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (20, 500):
+        x = rng.normal(1.0, 1.0, n)
+        ci = bootstrap_interval(lambda idx: float(x[idx].mean()), list(range(n)), n_boot=300, seed=0)
+        assert ci["low"] < x.mean() < ci["high"] and ci["n_valid"] == 300 and ci["level"] == 0.95
+        widths.append(ci["high"] - ci["low"])
+    assert widths[1] < widths[0] / 3  # ~ 1/sqrt(n)
+    # undefined replicates are dropped, not averaged in
+    ci = bootstrap_interval(lambda idx: float("nan") if 0 in idx else 1.0, list(range(5)), n_boot=50, seed=0)
+    assert ci["n_valid"] < 50 and ci["low"] == ci["high"] == 1.0

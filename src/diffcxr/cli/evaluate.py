@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="with --model: inference dtype")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu", help="torch device for the feature network/classifier")
+    parser.add_argument("--bootstrap", type=int, default=200,
+                        help="bootstrap replicates (resampling reports) for the intervals of mAUC, FID and KID; 0 = off "
+                             "(default 200)")
+    parser.add_argument("--bootstrap-level", type=float, default=0.95, help="interval level (default 0.95)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--quiet", action="store_true")
@@ -95,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         raise DiffCXRError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}")
     if args.n < 0 or args.size < 0 or args.batch_size < 1:
         raise DiffCXRError("--n and --size must be >= 0 and --batch-size >= 1")
+    if args.bootstrap < 0 or args.bootstrap == 1 or not 0 < args.bootstrap_level < 1:
+        raise DiffCXRError("--bootstrap must be 0 (off) or at least 2, and --bootstrap-level in (0, 1)")
     if args.size and not 16 <= args.size <= 2048:
         raise DiffCXRError(f"--size must be between 16 and 2048, got {args.size}")
     out_dir = Path(args.out)
@@ -138,13 +144,17 @@ def run(args: argparse.Namespace) -> int:
                        classifier=classifier, train_records=train, batch_size=args.batch_size,
                        kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
                        memorization_threshold=args.memorization_threshold, uncertain=args.uncertain,
-                       missing=args.missing, seed=args.seed, protocol=protocol, log=log)
+                       missing=args.missing, seed=args.seed, bootstrap=args.bootstrap,
+                       bootstrap_level=args.bootstrap_level, protocol=protocol, log=log)
     report = write_report(results, generated, out_dir, size)
-    summary = [f"{k}={results[k]:.4f}" for k in ("fid",) if k in results]
+    def ci(interval):
+        return f"[{interval['low']:.4g},{interval['high']:.4g}]" if interval else ""
+
+    summary = [f"fid={results['fid']:.4f}{ci(results.get('fid_interval'))}"] if "fid" in results else []
     if "kid" in results:
-        summary.append(f"kid={results['kid']['mean']:.5f}")
+        summary.append(f"kid={results['kid']['mean']:.5f}{ci(results['kid'].get('interval'))}")
     if "mauc" in results and results["mauc"]["generated"]["mauc"] is not None:
-        summary.append(f"mauc={results['mauc']['generated']['mauc']:.4f}")
+        summary.append(f"mauc={results['mauc']['generated']['mauc']:.4f}{ci(results['mauc'].get('interval'))}")
     if "msssim" in results:
         summary.append(f"msssim={results['msssim']['msssim']:.4f}")
     if "memorization" in results:

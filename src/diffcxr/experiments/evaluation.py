@@ -14,6 +14,12 @@ Protocol (recorded in ``metrics.json["protocol"]``):
 - MS-SSIM: generated images grouped by their report (sidecar ``id``, else the report text), groups of ≥ 2.
 - Memorisation: nearest image of the real *training* split (``train_split``, at most ``max_train``) by
   extractor-feature cosine.
+- Intervals: with ``bootstrap`` > 0, a percentile interval (``bootstrap_level``, 95 %) for mAUC, FID and KID
+  from ``bootstrap`` replicates that resample the *reports* of the generated set (all images of a drawn report
+  kept; the real reference set fixed). KID replicates use ``min(kid_subsets, 10)`` subsets each and leave
+  pairs of one image out of the within-set sum. FID and KID intervals are re-centred on the estimate
+  (a resample with repeats has fewer distinct images, which biases both upwards); mAUC's is the plain
+  percentile interval.
 """
 
 from __future__ import annotations
@@ -169,10 +175,11 @@ def _classify(classifier, x: torch.Tensor) -> np.ndarray:
 def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: int, extractor=None, classifier=None,
              train_records=None, batch_size: int = 64, kid_subsets: int = 100, kid_subset_size: int = 1000,
              kid_capacity: int = 10_000, memorization_threshold: float = 0.95, uncertain: str = "exclude",
-             missing: str = "negative", seed: int = 0, protocol: dict | None = None, log=print) -> dict:
+             missing: str = "negative", seed: int = 0, bootstrap: int = 200, bootstrap_level: float = 0.95,
+             protocol: dict | None = None, log=print) -> dict:
     """Compute the requested ``metrics`` and return the ``metrics.json`` dictionary."""
-    from diffcxr.metrics import (intra_prompt_msssim, kernel_inception_distance, frechet_distance, memorization,
-                                 per_finding_auroc)
+    from diffcxr.metrics import (StreamingGaussianStats, bootstrap_interval, intra_prompt_msssim,
+                                 kernel_inception_distance, frechet_distance, memorization, per_finding_auroc)
 
     metrics = list(metrics)
     need_features = any(m in metrics for m in ("fid", "kid", "memorization"))
@@ -182,7 +189,13 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         raise DiffCXRError("mauc needs a trained classifier: pass --classifier DIR")
     out: dict = {"protocol": dict(protocol or {})}
     out["protocol"].update({"size": size, "n_generated": len(generated), "metrics": metrics,
-                            "extractor": extractor.describe() if extractor is not None else None})
+                            "extractor": extractor.describe() if extractor is not None else None,
+                            "bootstrap": {"replicates": bootstrap, "level": bootstrap_level, "unit": "report"}
+                            if bootstrap else None})
+    groups = [g.group or g.id for g in generated]
+
+    def interval(statistic, estimate=None, floor=None) -> dict:
+        return bootstrap_interval(statistic, groups, bootstrap, bootstrap_level, seed, estimate, floor)
 
     real_pass = None
     if need_features or "mauc" in metrics:
@@ -194,7 +207,8 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
             real_paths, size, batch_size, extractor if need_features else None,
             classifier if "mauc" in metrics else None, kid="kid" in metrics)
     log(f"generated: {len(generated)} images")
-    gen_pass = _Pass(need_features, kid_capacity, "memorization" in metrics, seed + 1).run(
+    keep = "memorization" in metrics or (bootstrap > 0 and ("fid" in metrics or "kid" in metrics))
+    gen_pass = _Pass(need_features, kid_capacity, keep, seed + 1).run(
         [g.path for g in generated], size, batch_size, extractor if need_features else None,
         classifier if "mauc" in metrics else None, kid="kid" in metrics)
     out["protocol"]["n_real"] = real_pass.n if real_pass else 0
@@ -204,11 +218,27 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
     if "fid" in metrics:
         a, b = real_pass.stats, gen_pass.stats
         out["fid"] = frechet_distance(a.mean, a.cov, b.mean, b.cov)
+        if bootstrap:
+            feats = torch.cat(gen_pass.features)
+
+            def fid_of(idx):
+                s = StreamingGaussianStats().update(feats[torch.from_numpy(idx)])
+                return frechet_distance(a.mean, a.cov, s.mean, s.cov)
+
+            out["fid_interval"] = interval(fid_of, out["fid"], floor=0.0)
     if "kid" in metrics:
         mean, std, used = kernel_inception_distance(real_pass.reservoir.features, gen_pass.reservoir.features,
                                                     subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
         out["kid"] = {"mean": mean, "std": std, "subsets": kid_subsets, "subset_size": used,
                       "reservoir": kid_capacity, "kernel": "(x.y/D + 1)^3"}
+        if bootstrap:
+            feats, ref = torch.cat(gen_pass.features), real_pass.reservoir.features
+
+            def kid_of(idx):
+                return kernel_inception_distance(ref, feats[torch.from_numpy(idx)], subsets=min(kid_subsets, 10),
+                                                 subset_size=kid_subset_size, seed=seed, fake_ids=idx)[0]
+
+            out["kid"]["interval"] = interval(kid_of, mean)
     if "mauc" in metrics:
         labeled = [i for i, g in enumerate(generated) if g.labels_source != "none"]
         if not labeled:
@@ -219,6 +249,18 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         res = per_finding_auroc(scores, labels, uncertain=uncertain, missing=missing)
         sources = sorted({generated[i].labels_source for i in labeled})
         out["mauc"] = {"generated": res.to_dict(), "n_labeled": len(labeled), "labels_from": sources}
+        if bootstrap:
+            all_scores = np.full((len(generated), scores.shape[1]), np.nan, np.float32)
+            all_labels = np.full((len(generated), labels.shape[1]), np.nan, np.float32)
+            all_scores[labeled], all_labels[labeled] = scores, labels
+            keep_rows = np.zeros(len(generated), bool)
+            keep_rows[labeled] = True
+
+            def mauc_of(idx):
+                idx = idx[keep_rows[idx]]
+                return per_finding_auroc(all_scores[idx], all_labels[idx], uncertain=uncertain, missing=missing).mauc
+
+            out["mauc"]["interval"] = interval(mauc_of)
         real_labels = np.stack([r.labels for r in real_records])
         if real_pass.n and not np.isnan(real_labels).all():
             real_res = per_finding_auroc(np.concatenate(real_pass.scores), real_labels, uncertain=uncertain,
@@ -261,6 +303,13 @@ def _fmt(v, digits=3):
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+def _ci(interval: dict | None, digits: int) -> str:
+    """`` [low, high]`` for a bootstrap interval dict, or ``""``."""
+    if not interval or math.isnan(interval["low"]):
+        return ""
+    return f" [{interval['low']:.{digits}g}, {interval['high']:.{digits}g}]"
+
+
 def write_report(results: dict, generated: list[GeneratedImage], out_dir, size: int, grid_per_finding: int = 8) -> Path:
     """Write ``metrics.json``, ``report.md`` and the sample grids (``grids/*.png``) into ``out_dir``."""
     from diffcxr.data.contact_sheet import make_contact_sheet
@@ -283,13 +332,17 @@ def write_report(results: dict, generated: list[GeneratedImage], out_dir, size: 
              f"| feature extractor | {ext.get('name', 'none')} (dim {ext.get('dim')}, resize {ext.get('resize')}) |",
              f"| labels | uncertain: {p.get('uncertain')}, not mentioned: {p.get('missing')} |",
              "", "## Summary", "", "| metric | value |", "|---|---:|"]
+    boot = p.get("bootstrap")
+    if boot:
+        lines[-2:-2] = [f"Intervals: {boot['level']:.0%} bootstrap over reports ({boot['replicates']} replicates).", ""]
     if "fid" in results:
-        lines.append(f"| FID ({ext.get('name')}) | {results['fid']:.4g} |")
+        lines.append(f"| FID ({ext.get('name')}) | {results['fid']:.4g}{_ci(results.get('fid_interval'), 4)} |")
     if "kid" in results:
         k = results["kid"]
-        lines.append(f"| KID ({ext.get('name')}) | {k['mean']:.5f} ± {k['std']:.5f} |")
+        lines.append(f"| KID ({ext.get('name')}) | {k['mean']:.5f} ± {k['std']:.5f}{_ci(k.get('interval'), 5)} |")
     if "mauc" in results:
-        lines.append(f"| mAUC, generated vs. conditioning reports | {_fmt(results['mauc']['generated']['mauc'])} |")
+        lines.append(f"| mAUC, generated vs. conditioning reports | {_fmt(results['mauc']['generated']['mauc'])}"
+                     f"{_ci(results['mauc'].get('interval'), 3)} |")
         if "real" in results["mauc"]:
             lines.append(f"| mAUC, real reference images (yardstick) | {_fmt(results['mauc']['real']['mauc'])} |")
     if "msssim" in results:

@@ -7,6 +7,7 @@
 0.0
 """
 
+from diffcxr.metrics.bootstrap import bootstrap_interval, group_bootstrap
 from diffcxr.metrics.auroc import AUROCResult, binary_auroc, map_labels, per_finding_auroc
 from diffcxr.metrics.fid import StreamingGaussianStats, fid_from_features, frechet_distance
 from diffcxr.metrics.kid import ReservoirSampler, kernel_inception_distance, polynomial_mmd2
@@ -15,6 +16,7 @@ from diffcxr.metrics.msssim import intra_prompt_msssim, pairwise_msssim, scales_
 
 __all__ = [
     "AUROCResult", "MemorizationResult", "ReservoirSampler", "StreamingGaussianStats", "binary_auroc",
+    "bootstrap_interval", "group_bootstrap",
     "fid_from_features", "frechet_distance", "intra_prompt_msssim", "kernel_inception_distance", "map_labels",
     "memorization", "nearest_neighbours", "pairwise_msssim", "per_finding_auroc", "polynomial_mmd2",
     "scales_for_size",

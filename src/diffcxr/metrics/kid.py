@@ -54,11 +54,13 @@ class ReservoirSampler:
 
 
 def polynomial_mmd2(f_real: torch.Tensor, f_fake: torch.Tensor, degree: int = 3, gamma: float | None = None,
-                    coef: float = 1.0, dtype: torch.dtype = torch.float32) -> float:
+                    coef: float = 1.0, dtype: torch.dtype = torch.float32,
+                    fake_ids: torch.Tensor | None = None) -> float:
     """Unbiased MMD² between two equal-size feature sets with a polynomial kernel.
 
     Kernel matrices in ``dtype`` (float32 by default, like torchmetrics; float64 for exact comparisons), sums in
-    float64.
+    float64. ``fake_ids`` (the source index of each fake row, for a bootstrap sample with repeats) leaves the
+    pairs of one source out of the within-fake sum, as the diagonal is, so repeats do not bias MMD² upwards.
     """
     x, y = f_real.to(dtype), f_fake.to(dtype)
     m = x.shape[0]
@@ -70,18 +72,26 @@ def polynomial_mmd2(f_real: torch.Tensor, f_fake: torch.Tensor, degree: int = 3,
     k_xy = (x @ y.T * gamma + coef) ** degree
     k_xx, k_yy, k_xy = k_xx.double(), k_yy.double(), k_xy.double()
     sum_xx = (k_xx.sum() - k_xx.diagonal().sum()) / (m * (m - 1))
-    sum_yy = (k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
+    if fake_ids is None:
+        sum_yy = (k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
+    else:
+        distinct = fake_ids.reshape(-1, 1) != fake_ids.reshape(1, -1)
+        if not distinct.any():
+            raise DiffCXRError("MMD needs at least 2 distinct fake samples")
+        sum_yy = k_yy[distinct].sum() / distinct.sum()
     return float(sum_xx + sum_yy - 2 * k_xy.mean())
 
 
 def kernel_inception_distance(real, fake, subsets: int = 100, subset_size: int = 1000, degree: int = 3,
-                              gamma: float | None = None, coef: float = 1.0, seed: int = 0) -> tuple[float, float, int]:
+                              gamma: float | None = None, coef: float = 1.0, seed: int = 0,
+                              fake_ids=None) -> tuple[float, float, int]:
     """KID (mean, std over ``subsets``) between feature matrices; returns ``(mean, std, subset_size_used)``.
 
     ``subset_size`` is lowered to the smaller set's size when there are fewer features (the size used is
-    returned, so it can be recorded).
+    returned, so it can be recorded). ``fake_ids``: see :func:`polynomial_mmd2` (bootstrap samples).
     """
     real, fake = torch.as_tensor(real).float(), torch.as_tensor(fake).float()
+    ids = None if fake_ids is None else torch.as_tensor(fake_ids)
     size = min(subset_size, real.shape[0], fake.shape[0])
     if size < 2:
         raise DiffCXRError(f"KID needs at least 2 real and 2 generated images, got {real.shape[0]} and {fake.shape[0]}")
@@ -90,6 +100,6 @@ def kernel_inception_distance(real, fake, subsets: int = 100, subset_size: int =
     for _ in range(subsets):
         i = torch.from_numpy(rng.choice(real.shape[0], size, replace=False))
         j = torch.from_numpy(rng.choice(fake.shape[0], size, replace=False))
-        values.append(polynomial_mmd2(real[i], fake[j], degree, gamma, coef))
+        values.append(polynomial_mmd2(real[i], fake[j], degree, gamma, coef, fake_ids=None if ids is None else ids[j]))
     arr = np.asarray(values)
     return float(arr.mean()), float(arr.std()), size
