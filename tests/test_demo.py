@@ -1,0 +1,62 @@
+"""``diffcxr demo`` end to end on the tiny config (seconds), and the report-adherence measurement it prints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffcxr.cli.main import main
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tiny_pipeline"
+
+
+@pytest.mark.slow
+def test_demo_trains_generates_and_prints_its_adherence(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-c", "tiny", "--n", "40", "--size", "32", "--reports", "2", "--images-per-report", "1",
+                 "--steps", "2", "--eval-reports", "12", "--set", "mixed_precision=no", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (out / "demo_grid.png").is_file() and (out / "model" / "pipeline" / "model_index.json").is_file()
+    adherence = json.loads((out / "adherence.json").read_text())
+    assert set(adherence) >= {"model", "no_adapter", "guidance_1", "real"}
+    assert adherence["model"]["n_reports"] == 12 and adherence["model"]["settings"]["guidance_scale"] == 2.0
+    assert adherence["no_adapter"]["settings"]["adapter_scale"] == 0.0
+    assert adherence["guidance_1"]["settings"]["guidance_scale"] == 1.0
+    assert adherence["real"]["n_images"] == 12
+    assert "adherence on 12 fresh phantom reports" in printed and "real phantoms of the same reports" in printed
+    # the evaluation reports are fresh phantoms, not the training ones
+    import hashlib
+
+    def digests(folder):
+        return {hashlib.sha1(p.read_bytes()).hexdigest() for p in (folder / "images").glob("*.png")}
+
+    assert json.loads((out / "phantoms-eval" / "phantom.json").read_text())["seed"] == 1
+    assert not digests(out / "phantoms") & digests(out / "phantoms-eval")
+
+
+def test_generated_adherence_is_seeded_and_independent_of_batching(tmp_path):
+    import torch
+
+    from diffcxr.data.phantom import make_phantom_dataset
+    from diffcxr.data.sources import read_records
+    from diffcxr.experiments.adherence import generated_adherence, real_adherence
+    from diffcxr.models.cxr_classifier import CXRClassifier
+    from diffcxr.pipelines import DiffCXRPipeline
+
+    make_phantom_dataset(10, 32, tmp_path / "ph", seed=3, progress=False)
+    records = read_records(f"phantom:{tmp_path / 'ph'}")
+    torch.manual_seed(0)
+    clf = CXRClassifier(channels=(4, 8), image_size=32).eval()
+    pipe = DiffCXRPipeline.from_pretrained(FIXTURE)
+    kw = dict(images_per_report=2, num_inference_steps=2, seed=5, bootstrap=20)
+    a = generated_adherence(pipe, records, clf, reports_per_batch=3, **kw)
+    b = generated_adherence(pipe, records, clf, reports_per_batch=10, **kw)
+    assert a["n_reports"] == 10 and a["images_per_report"] == 2
+    assert a["per_finding"] == b["per_finding"] and (np.isnan(a["mauc"]) or a["mauc"] == b["mauc"])
+    other = generated_adherence(pipe, records, clf, reports_per_batch=10, **{**kw, "seed": 6})
+    assert other["per_finding"] != a["per_finding"]
+    real = real_adherence(records, clf, 32, bootstrap=20)
+    assert real["n_images"] == 10 and set(real["per_finding"]) <= set(a["per_finding"]) | set(a["skipped"]) | set(real["per_finding"])
