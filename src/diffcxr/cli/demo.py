@@ -20,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted demo in the same --out")
     parser.add_argument("--no-mixed-precision", action="store_true", help="fp32 instead of bf16 autocast")
     parser.add_argument("--seed", type=int, default=0, help="phantom and sampling seed (default 0)")
-    parser.add_argument("--eval-reports", type=int, default=200,
+    parser.add_argument("--eval-reports", type=int, default=100,
                         help="fresh phantom reports (never trained on) for the adherence measurement; 0 = skip "
-                             "(default 200)")
+                             "(default 100)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -41,18 +41,23 @@ def _summary(scores: np.ndarray, labels: np.ndarray, groups, bootstrap: int, see
 
 def generated_adherence(pipe, records, classifier, *, images_per_report: int = 2, num_inference_steps: int = 20,
                         guidance_scale: float = 2.0, adapter_scale: float = 1.0, seed: int = 0,
-                        reports_per_batch: int = 32, bootstrap: int = 200, progress: bool = False) -> dict:
+                        reports_per_batch: int = 32, bootstrap: int = 200, progress: bool = False,
+                        extractor=None, real_stats=None) -> dict:
     """Generate ``images_per_report`` images from each record's report; mAUC of ``classifier`` against the
     records' labels (float (14,) with NaN = not mentioned), with a bootstrap interval over reports.
 
-    Returns ``{"mauc", "interval", "per_finding", "skipped", "n_reports", "images_per_report", "settings"}``.
+    Returns ``{"mauc", "interval", "per_finding", "skipped", "n_reports", "images_per_report", "settings"}``;
+    with a feature ``extractor`` and the real images' ``real_stats`` (from :func:`real_adherence`) also ``"fid"``.
     """
+    from diffcxr.metrics import StreamingGaussianStats, frechet_distance
+
     from tqdm.auto import tqdm
 
     records = [r for r in records if r.report]
     if not records:
         raise DiffCXRError("report adherence needs records with reports")
     scores, labels, groups = [], [], []
+    stats = StreamingGaussianStats() if extractor is not None else None
     bar = tqdm(total=len(records) * images_per_report, desc="adherence", unit="img", disable=not progress)
     for start in range(0, len(records), reports_per_batch):
         chunk = records[start:start + reports_per_batch]
@@ -61,6 +66,9 @@ def generated_adherence(pipe, records, classifier, *, images_per_report: int = 2
                    num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=generators,
                    adapter_conditioning_scale=adapter_scale, output_type="pt", progress=False)
         scores.append(_scores(classifier, out.images))
+        if stats is not None:
+            with torch.no_grad():
+                stats.update(extractor(out.images * 2 - 1))
         for i, r in enumerate(chunk):
             labels += [np.asarray(r.labels, np.float32)] * images_per_report
             groups += [start + i] * images_per_report
@@ -70,12 +78,17 @@ def generated_adherence(pipe, records, classifier, *, images_per_report: int = 2
     result.update(n_reports=len(records), images_per_report=images_per_report,
                   settings={"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
                             "adapter_scale": adapter_scale, "seed": seed})
+    if stats is not None and real_stats is not None:
+        result["fid"] = frechet_distance(real_stats.mean, real_stats.cov, stats.mean, stats.cov)
     return result
 
 
-def real_adherence(records, classifier, image_size: int, bootstrap: int = 200, seed: int = 0) -> dict:
-    """The yardstick: the same classifier on the records' real images against their labels."""
+def real_adherence(records, classifier, image_size: int, bootstrap: int = 200, seed: int = 0,
+                   extractor=None) -> dict:
+    """The yardstick: the same classifier on the records' real images against their labels; with a feature
+    ``extractor`` also ``"stats"``, the real images' :class:`~diffcxr.metrics.StreamingGaussianStats` for FID."""
     from diffcxr.data.image_io import load_image
+    from diffcxr.metrics import StreamingGaussianStats
 
     records = [r for r in records if r.image_path]
     images = torch.stack([load_image(r.image_path, image_size) for r in records])
@@ -83,4 +96,8 @@ def real_adherence(records, classifier, image_size: int, bootstrap: int = 200, s
     labels = np.stack([np.asarray(r.labels, np.float32) for r in records])
     result = _summary(scores, labels, list(range(len(records))), bootstrap, seed)
     result["n_images"] = len(records)
+    if extractor is not None:
+        with torch.no_grad():
+            result["stats"] = StreamingGaussianStats().update(
+                torch.cat([extractor(images[i:i + 64]) for i in range(0, len(images), 64)]))
     return result
