@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ablation "no filtering" (DESIGN.md §3): does latent noise filtering help the diffusion model?
+# Ablation "no filtering": does latent noise filtering help the diffusion model?
 #
 # The same 5,000 phantoms as runs/phantoms5k with 10 % of them corrupted (diffcxr phantom --noise-fraction 0.1:
 # inverted, lateral, blank, cropped, rotated, over/under-exposed, text overlays, non-chest images, mismatched

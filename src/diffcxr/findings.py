@@ -2,7 +2,7 @@
 
 ``CHEXPERT_FINDINGS`` are the 14 CheXpert observations in the column order of
 ``mimic-cxr-2.0.0-chexpert.csv``. ``KNOWLEDGE_FINDINGS`` are the 11 findings that Diff-CXR's
-"general disease knowledge" prompt is written over (DESIGN.md §1(c)), in the prompt's order.
+"general disease knowledge" prompt is written over, in the prompt's order.
 
 Label values everywhere: ``1.0`` positive, ``0.0`` negative, ``-1.0`` uncertain, ``NaN`` not mentioned.
 """

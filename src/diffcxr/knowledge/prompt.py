@@ -2,7 +2,7 @@
 
 The prompt is one sentence per positive finding over ``KNOWLEDGE_FINDINGS`` (11 findings, fixed order),
 finding names lower-cased: ``"There is atelectasis. There is pleural effusion."``; ``"There is no
-finding."`` when none is positive (DESIGN.md §1(c)).
+finding."`` when none is positive.
 """
 
 from __future__ import annotations

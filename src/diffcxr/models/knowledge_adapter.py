@@ -1,4 +1,4 @@
-"""Diff-CXR's disease-knowledge control adapter (DESIGN.md §1(c)).
+"""Diff-CXR's disease-knowledge control adapter.
 
 A ControlNet-style trainable copy of the U-ViT input half (embeddings + in-blocks + mid-block). Its context
 tokens are the report tokens plus a zero-initialised linear projection of the knowledge tokens (the encoded

@@ -1,9 +1,11 @@
-"""Report encoder of Diff-CXR's Adaptive Vision-Aware Textual Learning Strategy (DESIGN.md §1(b)).
+"""Report encoder of Diff-CXR's Adaptive Vision-Aware Textual Learning Strategy.
 
 ``ReportEncoder`` = any Hugging Face BERT-style text encoder (``transformers.AutoModel``) with a 256-token
 context + the learned :class:`TokenSqueeze`. The [CLS] state and the 256 token states (257 × d) are squeezed
 along the token axis to 78 tokens: token 0 is the global report vector (aligned to the image embedding of
-:class:`ImageTower` by :func:`clip_loss`), tokens 1..77 are the diffusion condition (77 × d).
+:class:`ImageTower` by :func:`clip_loss`), tokens 1..77 are the diffusion condition (77 × d), trained by the
+vision-aware local loss (:mod:`diffcxr.models.local_alignment`) from a squeeze that starts as mean pooling
+(``squeeze_init="pooling"``; ``"random"`` is the squeeze as released).
 
 Reports longer than the context keep their LAST words (the tokenizer truncates from the left; [CLS]/[SEP] are
 added after truncation), because the impression — the most informative part — comes last.
@@ -19,7 +21,7 @@ PubMedBERT when online). Saved layout (``save_pretrained``)::
     squeeze.safetensors          # TokenSqueeze weights (empty for the mean-pool ablation)
 
 ``token_reduction="mean_pool"`` replaces the learned squeeze by :class:`TokenMeanPool` (no parameters): the
-"no squeeze" ablation of DESIGN.md §3.
+"no squeeze" ablation (docs/report-adherence.md).
 """
 
 from __future__ import annotations

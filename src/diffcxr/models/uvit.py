@@ -1,6 +1,6 @@
 """U-ViT denoiser (Bao et al., "All are Worth Words", CVPR 2023) as used by Diff-CXR.
 
-The network follows the authors' ``uvit_t2i`` code (DESIGN.md §1 "Denoiser"):
+The network follows the authors' ``uvit_t2i`` code:
 
 * tokens = [time token | context tokens | patch tokens] with a learned positional embedding;
   the time token is the sinusoidal embedding of the timestep (optionally followed by an MLP), the context

@@ -1,4 +1,4 @@
-"""``DiffCXRPipeline``: radiology report → chest X-ray (DESIGN.md §1).
+"""``DiffCXRPipeline``: radiology report → chest X-ray.
 
 Steps of ``pipe(report)``: label the report with the rule-based knowledge labeler (``diffcxr.knowledge``) →
 canonical knowledge prompt ("There is pleural effusion.") — or the user's label overrides → encode report and

@@ -1,4 +1,4 @@
-"""Stage 2: the disease-knowledge adapter on the frozen base U-ViT (DESIGN.md §1(c)).
+"""Stage 2: the disease-knowledge adapter on the frozen base U-ViT.
 
 The base (``<out>/base/uvit``) is loaded and frozen; ``DiseaseKnowledgeAdapter.from_uvit`` copies its input half
 (zero-initialised residual projections, so training starts exactly at the base model). Only the adapter

@@ -1,4 +1,4 @@
-"""Stage 1: the base text-to-image U-ViT on cached latents and report tokens (DESIGN.md §1 training recipe).
+"""Stage 1: the base text-to-image U-ViT on cached latents and report tokens (the authors' training recipe).
 
 ε-prediction MSE; ``DDPMScheduler`` with scaled-linear β 0.00085–0.012 over 1000 steps; AdamW lr 2e-4,
 weight decay 0.03, betas (0.9, 0.9); linear warm-up then constant; EMA; with probability ``cond_drop_prob``
