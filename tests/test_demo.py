@@ -60,3 +60,22 @@ def test_generated_adherence_is_seeded_and_independent_of_batching(tmp_path):
     assert other["per_finding"] != a["per_finding"]
     real = real_adherence(records, clf, 32, bootstrap=20)
     assert real["n_images"] == 10 and set(real["per_finding"]) <= set(a["per_finding"]) | set(a["skipped"]) | set(real["per_finding"])
+
+
+def test_showcase_prefers_a_normal_report_and_clear_single_findings():
+    from diffcxr.cli.demo import showcase_records
+    from diffcxr.data.records import Record
+    from diffcxr.findings import CHEXPERT_FINDINGS
+
+    def record(rid, positives, findings=""):
+        labels = np.zeros(len(CHEXPERT_FINDINGS), np.float32)
+        for name in positives:
+            labels[CHEXPERT_FINDINGS.index(name)] = 1
+        return Record(id=rid, image_path=None, report=rid, labels=labels, meta={"image_findings": findings})
+
+    records = [record("mixed", ["Pleural Effusion", "Cardiomegaly", "Edema"]),
+               record("mild-effusion", ["Pleural Effusion"], "pleural_effusion|left|mild|"),
+               record("large-effusion", ["Pleural Effusion", "Support Devices"], "pleural_effusion|left|severe|"),
+               record("normal", ["No Finding"]), record("heart", ["Cardiomegaly"], "cardiomegaly||moderate|")]
+    chosen = [r.id for r in showcase_records(records, n=4)]
+    assert chosen == ["normal", "large-effusion", "heart"]  # no pneumothorax record: that row is left out

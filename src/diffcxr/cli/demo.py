@@ -11,7 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument("--n", type=int, default=400, help="number of phantoms to train on (default 400)")
     parser.add_argument("--size", type=int, default=64, help="phantom image size (default 64; must match the config)")
-    parser.add_argument("--reports", type=int, default=6, help="held-out reports to generate for (default 6)")
+    parser.add_argument("--reports", type=int, default=6,
+                        help="grid rows: a normal report, then effusion, cardiomegaly, pneumothorax, edema, devices "
+                             "(default 6)")
     parser.add_argument("--images-per-report", type=int, default=2, help="generated images per report (default 2)")
     parser.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
     parser.add_argument("-c", "--config", default="demo", help="training config (default: configs/train/demo.yaml)")
@@ -67,17 +69,25 @@ def run(args: argparse.Namespace) -> int:
         if rows:
             times[f"{stage}_s"] = float(rows[-1]["elapsed_s"])
 
-    # 3. generate for held-out reports ----------------------------------------------------------------------------------
+    # 3. fresh phantom reports (never trained on): the grid's showcase and the adherence measurement ------------------
+    from diffcxr.data.sources import read_records
+    from diffcxr.training.data import select_records
+
+    eval_records = []
+    if args.eval_reports:
+        eval_records = read_records(f"phantom:{fresh_phantoms(out / 'phantoms-eval', args.eval_reports, args.size, args.seed)}")
     t0 = time.perf_counter()
-    grid = write_demo_grid(model_dir / "pipeline", f"phantom:{phantoms}", out / "demo_grid.png", cfg,
-                           n_reports=args.reports, per_report=args.images_per_report, steps=args.steps, seed=args.seed)
+    shown = showcase_records(eval_records + select_records(f"phantom:{phantoms}", cfg.data)[1], args.reports)
+    grid = write_demo_grid(model_dir / "pipeline", shown, out / "demo_grid.png", size=args.size,
+                           per_report=args.images_per_report, steps=args.steps, seed=args.seed,
+                           guidance_scale=cfg.sample.guidance_scale)
     times["generation_s"] = time.perf_counter() - t0
 
     # 4. adherence: do the images show what their reports say? ----------------------------------------------------
-    if args.eval_reports:
+    if eval_records:
         t0 = time.perf_counter()
-        adherence = measure_demo_adherence(model_dir, out / "phantoms-eval", cfg, n_reports=args.eval_reports,
-                                           size=args.size, steps=args.steps, seed=args.seed)
+        adherence = measure_demo_adherence(model_dir, eval_records, cfg, size=args.size, steps=args.steps,
+                                           seed=args.seed)
         (out / "adherence.json").write_text(json.dumps(adherence, indent=2))
         times["adherence_s"] = time.perf_counter() - t0
         print(adherence_summary(adherence))
@@ -88,33 +98,66 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure_demo_adherence(model_dir, eval_dir, cfg, n_reports: int, size: int, steps: int, seed: int) -> dict:
-    """mAUC of the demo's classifier on images generated from ``n_reports`` fresh phantom reports (seed + 1, never
-    trained on): the model as trained, without the knowledge adapter, and without guidance; and on the real
-    phantoms of the same reports (the yardstick)."""
+def fresh_phantoms(folder, n: int, size: int, seed: int):
+    """``n`` phantoms with seed ``seed + 1`` (the training phantoms use ``seed``) in ``folder``, made once."""
     import json
 
     from diffcxr.data.phantom import make_phantom_dataset
-    from diffcxr.data.sources import read_records
+
+    meta = folder / "phantom.json"
+    info = json.loads(meta.read_text()) if meta.is_file() else {}
+    if (info.get("n"), info.get("size"), info.get("seed")) != (n, size, seed + 1):
+        make_phantom_dataset(n, size, folder, seed=seed + 1, progress=False)
+    return folder
+
+
+SHOWCASE = ("No Finding", "Pleural Effusion", "Cardiomegaly", "Pneumothorax", "Edema", "Support Devices")
+_SEVERITY = {"severe": 3, "moderate": 2, "mild": 1}
+
+
+def showcase_records(records, n: int = 6):
+    """One record per finding of :data:`SHOWCASE` (the first ``n``): positive for it, as few other findings as
+    possible (support devices aside), the most severe first — a normal report and clear single findings."""
+    from diffcxr.findings import CHEXPERT_FINDINGS
+
+    chosen = []
+    devices = CHEXPERT_FINDINGS.index("Support Devices")
+    for finding in SHOWCASE[:n]:
+        k = CHEXPERT_FINDINGS.index(finding)
+        taken = {r.id for r in chosen}
+        candidates = [r for r in records if r.labels[k] == 1 and r.id not in taken]
+        if not candidates:
+            continue
+
+        def rank(r):
+            others = sum(1 for j, v in enumerate(r.labels) if v == 1 and j not in (k, devices))
+            kind = finding.lower().replace(" ", "_")  # phantom metadata: "kind|side|severity|..." per finding
+            drawn = [f.split("|") for f in str(r.meta.get("image_findings", "")).split(";") if f]
+            severity = max((_SEVERITY.get(f[2], 0) for f in drawn if len(f) > 2 and f[0] == kind), default=0)
+            return (others, -severity)
+
+        chosen.append(min(candidates, key=rank))
+    return chosen
+
+
+def measure_demo_adherence(model_dir, records, cfg, size: int, steps: int, seed: int) -> dict:
+    """mAUC of the demo's classifier on one image generated from each of ``records`` (fresh phantom reports,
+    never trained on): the model as trained, without the knowledge adapter, and without guidance; and on the
+    real phantoms of the same reports (the yardstick)."""
     from diffcxr.experiments.adherence import generated_adherence, real_adherence
     from diffcxr.experiments.classifier import load_classifier
     from diffcxr.pipelines import DiffCXRPipeline
 
-    meta = eval_dir / "phantom.json"
-    if not (meta.is_file() and json.loads(meta.read_text()).get("n") == n_reports
-            and json.loads(meta.read_text()).get("seed") == seed + 1):
-        make_phantom_dataset(n_reports, size, eval_dir, seed=seed + 1, progress=False)
-    records = read_records(f"phantom:{eval_dir}")
     classifier = load_classifier(model_dir / "classifier")
     pipe = DiffCXRPipeline.from_pretrained(model_dir / "pipeline")
     guidance = cfg.sample.guidance_scale
     arms = {"model": dict(guidance_scale=guidance, adapter_scale=1.0),
             "no_adapter": dict(guidance_scale=guidance, adapter_scale=0.0),
             "guidance_1": dict(guidance_scale=1.0, adapter_scale=1.0)}
-    result = {"real": real_adherence(records, classifier, size, seed=seed), "eval_data": str(eval_dir)}
+    result = {"real": real_adherence(records, classifier, size, seed=seed)}
     for name, kwargs in arms.items():
-        result[name] = generated_adherence(pipe, records, classifier, num_inference_steps=steps, seed=seed,
-                                           progress=True, **kwargs)
+        result[name] = generated_adherence(pipe, records, classifier, images_per_report=1, num_inference_steps=steps,
+                                           seed=seed, progress=True, **kwargs)
     return result
 
 
@@ -144,47 +187,39 @@ def _log(path):
         return list(csv.DictReader(fh))
 
 
-def write_demo_grid(pipeline_dir, data_spec: str, path, cfg, n_reports: int = 6, per_report: int = 2,
-                    steps: int = 25, seed: int = 0):
-    """Rows: [real held-out phantom | generated images] with the report's impression and knowledge prompt."""
+def write_demo_grid(pipeline_dir, records, path, size: int, per_report: int = 2, steps: int = 25, seed: int = 0,
+                    guidance_scale: float = 2.0):
+    """Rows: [real phantom | generated images] per record, with the report's impression and knowledge prompt.
+
+    Every row uses the same noise seed, so the rows differ only by their report."""
     import numpy as np
     import torch
     from PIL import Image
 
     from diffcxr.data.contact_sheet import make_contact_sheet
     from diffcxr.pipelines import DiffCXRPipeline
-    from diffcxr.training.data import ImageSet, select_records
+    from diffcxr.training.data import ImageSet
     from diffcxr.training.sampling import impression as _impression
 
-    _, holdout = select_records(data_spec, cfg.data)
-    # a varied set: prefer held-out reports with different impressions
-    chosen, seen = [], set()
-    for r in holdout:
-        key = _impression(r.report)
-        if key not in seen:
-            chosen.append(r)
-            seen.add(key)
-        if len(chosen) == n_reports:
-            break
     pipe = DiffCXRPipeline.from_pretrained(pipeline_dir)
     pipe.set_progress_bar_config(disable=True)
-    size = cfg.model_config()["image_size"]
-    real = ImageSet(chosen, size).batch(range(len(chosen)))
+    real = ImageSet(records, size).batch(range(len(records)))
     tiles, captions = [], []
 
     def big(a):
         im = Image.fromarray(np.round(np.clip(a, 0, 1) * 255).astype(np.uint8), "L")
         return np.asarray(im.resize((160, 160), Image.Resampling.BICUBIC), dtype=np.float32) / 255
 
-    for record, x in zip(chosen, real):
+    for record, x in zip(records, real):
         out = pipe(record.report, num_images_per_prompt=per_report, num_inference_steps=steps, output_type="np",
-                   generator=torch.Generator().manual_seed(seed))
+                   guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(seed))
         tiles.append(big(((x[0] + 1) / 2).numpy()))
         captions.append(f"REAL {record.id}. {_impression(record.report)} [{out.knowledge_prompts[0]}]")
         for k in range(per_report):
             tiles.append(big(out.images[k][..., 0]))
-            captions.append(f"GENERATED #{k + 1} from the report at the left of this row")
+            captions.append(f"GENERATED #{k + 1} (seed {seed}, the same in every row) from the report at the left")
     sheet = make_contact_sheet(tiles, captions, tile=160, columns=1 + per_report, caption_lines=4,
-                               title="diffcxr demo: held-out phantom reports -> generated CXRs (left: real phantom)")
+                               title=f"diffcxr demo: fresh phantom reports -> generated CXRs (left: real phantom; "
+                                     f"guidance {guidance_scale:g}, {steps} steps)")
     sheet.save(path)
     return path
