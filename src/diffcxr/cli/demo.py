@@ -169,7 +169,8 @@ def adherence_summary(result: dict) -> str:
         return f"{r['mauc']:.3f}" + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "")
 
     m = result["model"]
-    lines = [f"[demo] adherence on {m['n_reports']} fresh phantom reports × {m['images_per_report']} images "
+    per = m["images_per_report"]
+    lines = [f"[demo] adherence on {m['n_reports']} fresh phantom reports × {per} image{'s' if per != 1 else ''} "
              f"(mAUC of the demo's classifier against each image's report; 95 % interval over reports):",
              f"  generated, as trained (guidance {m['settings']['guidance_scale']:g}): {fmt(m)}",
              f"  generated, no knowledge adapter:        {fmt(result['no_adapter'])}",
