@@ -1,4 +1,4 @@
-"""AVA-TLS stage: the vision-aware report encoder (README, "AVA-TLS").
+"""AVA-TLS stage: the vision-aware report encoder (docs/report-adherence.md).
 
 Report encoder (BERT-style text tower, 256-token left-truncated context) + ``TokenSqueeze`` (257 → 78 tokens)
 + a small image tower. Loss = symmetric CLIP InfoNCE (τ = ``temperature``, 0.07) between the squeezed global
