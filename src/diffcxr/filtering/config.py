@@ -18,7 +18,7 @@ NORMALIZATIONS = ("robust", "zscore", "ratio", "none")
 
 @dataclasses.dataclass
 class FilterConfig:
-    """Configuration of ``diffcxr filter`` (defaults chosen on planted-noise phantoms: see the README, "Latent noise filtering").
+    """Configuration of ``diffcxr filter`` (defaults chosen on planted-noise phantoms: see docs/filtering.md).
 
     Filter:
         n_clusters: K of K-means.

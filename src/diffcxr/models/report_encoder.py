@@ -104,7 +104,7 @@ class TokenSqueeze(nn.Module):
       squeeze therefore equals mean pooling exactly, and training can only move it from there; once the gate
       leaves 0, every row of conv2 receives gradient.
     - ``"random"``: PyTorch's default initialisation and no pooling path, as the authors released it. With the
-      VLM stage's token-0 loss alone, rows 1.. of conv2 then never get a gradient (README, "AVA-TLS").
+      VLM stage's token-0 loss alone, rows 1.. of conv2 then never get a gradient (docs/report-adherence.md).
     """
 
     def __init__(self, in_tokens: int = 257, out_tokens: int = 78, dim: int = 768, init: str = "random"):

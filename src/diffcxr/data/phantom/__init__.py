@@ -7,7 +7,7 @@
 >>> img.shape, img.dtype.name, 0.0 <= float(img.min()) <= float(img.max()) <= 1.0
 ((64, 64), 'float32', True)
 
-See the README section "Digital chest phantoms" for the anatomy, the findings, the report templates and the noise types.
+See docs/phantoms.md for the anatomy, the findings, the report templates and the noise types.
 """
 
 from diffcxr.data.phantom.anatomy import LEFT, RIGHT, Patient, sample_patient
