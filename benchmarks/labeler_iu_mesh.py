@@ -9,7 +9,7 @@ labeler over the report text (FINDINGS + IMPRESSION, cleaned), positive when the
 (-1) counted once as positive and once as negative. Prints per-finding precision / recall / F1 and the
 macro-F1 over the mapped findings.
 
-Mapping decisions (documented in the README, "Measured against human annotations"):
+Mapping decisions (documented in docs/knowledge.md, "Measured against human annotations"):
 
 * ``Infiltrate`` and ``Airspace Disease`` → Lung Opacity (synonyms of parenchymal opacity, both in CheXpert's
   Lung Opacity vocabulary). ``Density``, ``Cicatrix`` (scar) and ``Markings`` are *not* mapped: they are

@@ -1,4 +1,4 @@
-"""Make the README figures of the digital chest phantoms.
+"""Make the figures of docs/phantoms.md (the digital chest phantoms).
 
     .venv/bin/python benchmarks/phantom_figures.py [--out docs/images]
 
