@@ -32,7 +32,7 @@ def main() -> None:
 
     from diffcxr.data.image_io import load_image
     from diffcxr.data.sources import read_records
-    from diffcxr.experiments.adherence import _scores
+    from diffcxr.experiments.adherence import classifier_scores
     from diffcxr.experiments.classifier import load_classifier
     from diffcxr.metrics import StreamingGaussianStats, bootstrap_interval, frechet_distance, per_finding_auroc
     from diffcxr.metrics.extractors import cxr_extractor
@@ -52,8 +52,8 @@ def main() -> None:
             x = torch.stack([load_image(r.image_path, args.size) for r in records[start:start + 64]])
             y = decode_latents(vae, encode_images(vae, x)).float()
             errors.append((y - x).abs().mean(dim=(1, 2, 3)))
-            real_scores.append(_scores(classifier, (x + 1) / 2))
-            recon_scores.append(_scores(classifier, (y + 1) / 2))
+            real_scores.append(classifier_scores(classifier, x))
+            recon_scores.append(classifier_scores(classifier, y))
             real_stats.update(extractor(x))
             recon_stats.update(extractor(y))
     rows = {}

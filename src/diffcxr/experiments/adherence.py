@@ -13,7 +13,7 @@ import torch
 
 from diffcxr.errors import DiffCXRError
 
-__all__ = ["generated_adherence", "real_adherence"]
+__all__ = ["generated_adherence", "real_adherence", "classifier_scores"]
 
 
 def _image_generator(seed: int, report_index: int, k: int) -> torch.Generator:
@@ -21,11 +21,12 @@ def _image_generator(seed: int, report_index: int, k: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + report_index * 101 + k)
 
 
-def _scores(classifier, images: torch.Tensor) -> np.ndarray:
+def classifier_scores(classifier, images: torch.Tensor) -> np.ndarray:
+    """Sigmoid scores ``(B, 14)`` of ``classifier`` for images ``(B, 1, H, W)`` in [-1, 1]."""
     from diffcxr.experiments.evaluation import _classify
 
     with torch.no_grad():
-        return _classify(classifier, images * 2 - 1)
+        return _classify(classifier, images)
 
 
 def _summary(scores: np.ndarray, labels: np.ndarray, groups, bootstrap: int, seed: int) -> dict:
@@ -65,10 +66,11 @@ def generated_adherence(pipe, records, classifier, *, images_per_report: int = 2
         out = pipe([r.report for r in chunk], num_images_per_prompt=images_per_report,
                    num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=generators,
                    adapter_conditioning_scale=adapter_scale, output_type="pt", progress=False)
-        scores.append(_scores(classifier, out.images))
+        images = out.images * 2 - 1  # [0, 1] -> [-1, 1]
+        scores.append(classifier_scores(classifier, images))
         if stats is not None:
             with torch.no_grad():
-                stats.update(extractor(out.images * 2 - 1))
+                stats.update(extractor(images))
         for i, r in enumerate(chunk):
             labels += [np.asarray(r.labels, np.float32)] * images_per_report
             groups += [start + i] * images_per_report
@@ -92,7 +94,7 @@ def real_adherence(records, classifier, image_size: int, bootstrap: int = 200, s
 
     records = [r for r in records if r.image_path]
     images = torch.stack([load_image(r.image_path, image_size) for r in records])
-    scores = np.concatenate([_scores(classifier, (images[i:i + 64] + 1) / 2) for i in range(0, len(images), 64)])
+    scores = np.concatenate([classifier_scores(classifier, images[i:i + 64]) for i in range(0, len(images), 64)])
     labels = np.stack([np.asarray(r.labels, np.float32) for r in records])
     result = _summary(scores, labels, list(range(len(records))), bootstrap, seed)
     result["n_images"] = len(records)

@@ -211,6 +211,7 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
     gen_pass = _Pass(need_features, kid_capacity, keep, seed + 1).run(
         [g.path for g in generated], size, batch_size, extractor if need_features else None,
         classifier if "mauc" in metrics else None, kid="kid" in metrics)
+    gen_features = torch.cat(gen_pass.features) if keep and need_features else None  # bootstrap / memorisation
     out["protocol"]["n_real"] = real_pass.n if real_pass else 0
     if extractor is not None:
         out["protocol"]["extractor"] = extractor.describe()
@@ -219,10 +220,8 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         a, b = real_pass.stats, gen_pass.stats
         out["fid"] = frechet_distance(a.mean, a.cov, b.mean, b.cov)
         if bootstrap:
-            feats = torch.cat(gen_pass.features)
-
             def fid_of(idx):
-                s = StreamingGaussianStats().update(feats[torch.from_numpy(idx)])
+                s = StreamingGaussianStats().update(gen_features[torch.from_numpy(idx)])
                 return frechet_distance(a.mean, a.cov, s.mean, s.cov)
 
             out["fid_interval"] = interval(fid_of, out["fid"], floor=0.0)
@@ -232,10 +231,10 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         out["kid"] = {"mean": mean, "std": std, "subsets": kid_subsets, "subset_size": used,
                       "reservoir": kid_capacity, "kernel": "(x.y/D + 1)^3"}
         if bootstrap:
-            feats, ref = torch.cat(gen_pass.features), real_pass.reservoir.features
+            ref = real_pass.reservoir.features
 
             def kid_of(idx):
-                return kernel_inception_distance(ref, feats[torch.from_numpy(idx)], subsets=min(kid_subsets, 10),
+                return kernel_inception_distance(ref, gen_features[torch.from_numpy(idx)], subsets=min(kid_subsets, 10),
                                                  subset_size=kid_subset_size, seed=seed, fake_ids=idx)[0]
 
             out["kid"]["interval"] = interval(kid_of, mean)
@@ -249,18 +248,12 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         res = per_finding_auroc(scores, labels, uncertain=uncertain, missing=missing)
         sources = sorted({generated[i].labels_source for i in labeled})
         out["mauc"] = {"generated": res.to_dict(), "n_labeled": len(labeled), "labels_from": sources}
-        if bootstrap:
-            all_scores = np.full((len(generated), scores.shape[1]), np.nan, np.float32)
-            all_labels = np.full((len(generated), labels.shape[1]), np.nan, np.float32)
-            all_scores[labeled], all_labels[labeled] = scores, labels
-            keep_rows = np.zeros(len(generated), bool)
-            keep_rows[labeled] = True
-
+        if bootstrap:  # over the reports of the labelled images (scores and labels are indexed like `labeled`)
             def mauc_of(idx):
-                idx = idx[keep_rows[idx]]
-                return per_finding_auroc(all_scores[idx], all_labels[idx], uncertain=uncertain, missing=missing).mauc
+                return per_finding_auroc(scores[idx], labels[idx], uncertain=uncertain, missing=missing).mauc
 
-            out["mauc"]["interval"] = interval(mauc_of)
+            out["mauc"]["interval"] = bootstrap_interval(mauc_of, [groups[i] for i in labeled], bootstrap,
+                                                         bootstrap_level, seed)
         real_labels = np.stack([r.labels for r in real_records])
         if real_pass.n and not np.isnan(real_labels).all():
             real_res = per_finding_auroc(np.concatenate(real_pass.scores), real_labels, uncertain=uncertain,
@@ -292,7 +285,7 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         log(f"train (memorisation): {len(train_records)} images")
         train_feats = torch.cat([extractor(x) for x in image_batches([r.image_path for r in train_records], size,
                                                                        batch_size)])
-        res = memorization(torch.cat(gen_pass.features), train_feats, memorization_threshold)
+        res = memorization(gen_features, train_feats, memorization_threshold)
         out["memorization"] = res.to_dict([g.id for g in generated], [r.id for r in train_records])
         out["memorization"]["n_train"] = len(train_records)
         out["_memo_pairs"] = [(generated[a].path, train_records[b].image_path, c) for a, b, c in res.closest]
