@@ -13,7 +13,7 @@ Markdown table (FID, KID, mAUC against the conditioning reports, MS-SSIM diversi
 
 ``--reuse`` scores the images of an earlier run again (e.g. with another classifier) without generating.
 ``--variants full`` evaluates only the model itself (used for the retrained ablations: no squeeze —
-``configs/model/cpu-mini-no-squeeze.yaml`` —, and no filtering — ``benchmarks/ablation_filtering.sh``).
+``model=cpu-mini-no-squeeze`` —, and no filtering — ``benchmarks/ablation_filtering.sh``).
 """
 
 from __future__ import annotations

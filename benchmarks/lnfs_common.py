@@ -1,7 +1,7 @@
 """Shared helpers of the LNFS benchmarks: load images, fit a small AutoencoderKL for a few minutes, encode.
 
 The VAE here is a *benchmark stand-in* (the project's VAE training stage is separate): a 1-channel diffusers
-``AutoencoderKL`` (block_out_channels 16/32/32 = KL-f4, 4 latent channels, the shape of ``configs/model/cpu-mini`` at half width)
+``AutoencoderKL`` (block_out_channels 16/32/32 = KL-f4, 4 latent channels, the shape of the ``cpu-mini`` model config at half width)
 fitted with plain Adam on L1 + 1e-6·KL for a fixed wall-clock budget. The filter itself only sees the saved
 VAE (``save_pretrained``) through ``diffcxr.filtering.driver``.
 """

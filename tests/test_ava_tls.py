@@ -119,7 +119,7 @@ def test_config_keys_select_the_variant():
     cfg = load_model_config("cpu-mini")
     assert cfg["report_encoder"]["squeeze_init"] == "pooling"
     assert load_run_config("cpu-mini").vlm.local_loss_weight == 1.0
-    released = load_run_config("cpu-mini", ["vlm.local_loss_weight=0", "model=configs/model/cpu-mini-squeeze-released.yaml"])
+    released = load_run_config("cpu-mini", ["vlm.local_loss_weight=0", "model=cpu-mini-squeeze-released"])
     assert released.vlm.local_loss_weight == 0.0
     assert released.model_config()["report_encoder"]["squeeze_init"] == "random"
     with pytest.raises(DiffCXRError, match="squeeze_init"):

@@ -152,7 +152,7 @@ def test_model_configs_load_and_reject_unknown_keys(tmp_path):
 def test_model_config_extends(tmp_path):
     from diffcxr.models.configs import load_model_config
 
-    ablation = load_model_config("configs/model/cpu-mini-no-squeeze.yaml")
+    ablation = load_model_config("cpu-mini-no-squeeze")
     base = load_model_config("cpu-mini")
     assert ablation["report_encoder"] == {**base["report_encoder"], "token_reduction": "mean_pool"}
     assert ablation["uvit"] == base["uvit"] and ablation["image_size"] == 64 and ablation["name"] == "cpu-mini-no-squeeze"

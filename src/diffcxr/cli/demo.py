@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 6)")
     parser.add_argument("--images-per-report", type=int, default=2, help="generated images per report (default 2)")
     parser.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
-    parser.add_argument("-c", "--config", default="demo", help="training config (default: configs/train/demo.yaml)")
+    parser.add_argument("-c", "--config", default="demo", help="training config (default: demo, shipped in the package)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, repeatable (e.g. --set base.max_steps=2000)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted demo in the same --out")

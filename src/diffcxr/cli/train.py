@@ -30,8 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stage", choices=STAGE_CHOICES,
                         help="stage to train; 'all' runs vae, vlm, base, adapter, classifier and exports the pipeline")
     parser.add_argument("-c", "--config", required=True,
-                        help="training config: tiny, cpu-mini, paper (configs/train/) or a YAML file")
-    parser.add_argument("--data", required=True, help="dataset spec, e.g. phantom:DIR, mimic:ROOT, iu:..., csv:FILE")
+                        help="training config: tiny, demo, cpu-mini, paper (shipped in the package) or a YAML file")
+    parser.add_argument("--data", help="dataset spec, e.g. phantom:DIR, mimic:ROOT, iu:..., csv:FILE (required)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (with overrides and its model config) as YAML and exit; "
+                             "save it, edit it and pass the file to -c")
     parser.add_argument("--manifest", help="noise-filter manifest (diffcxr filter): train only on the kept ids")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. base.lr=1e-4 base.max_steps=2000 seed=1")
@@ -47,9 +50,22 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from diffcxr.errors import DiffCXRError
     from diffcxr.training import load_run_config, train
 
     cfg = load_run_config(args.config, args.overrides)
+    if args.print_config:
+        import yaml
+
+        from diffcxr.training.config import config_to_dict
+
+        resolved = config_to_dict(cfg)
+        resolved.pop("source", None)
+        resolved["model"] = cfg.model_config()
+        print(yaml.safe_dump(resolved, sort_keys=False), end="")
+        return 0
+    if not args.data:
+        raise DiffCXRError("train needs --data (a dataset spec, e.g. phantom:DIR; make one with diffcxr phantom)")
     out = Path(args.output_dir or cfg.output_dir or Path("runs") / cfg.name)
     t0 = time.perf_counter()
     train(args.stage, cfg, args.data, out, manifest=args.manifest, resume=args.resume,

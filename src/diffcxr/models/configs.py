@@ -1,10 +1,10 @@
-"""Model hyper-parameter configs (``configs/model/{tiny,cpu-mini,paper}.yaml``) and builders.
+"""Model hyper-parameter configs (``diffcxr/configs/model/{tiny,cpu-mini,paper}.yaml``) and builders.
 
 A model config holds model hyper-parameters only (VAE, U-ViT, adapter, report encoder, image tower); run
 settings (learning rate, steps, data) live in the training configs. Unknown keys raise
 :class:`~diffcxr.errors.DiffCXRError` naming the key, so a typo never silently falls back to a default.
 ``extends: NAME_OR_PATH`` starts from another model config and overrides the sections given (key by key), e.g.
-``configs/model/cpu-mini-no-squeeze.yaml``.
+``cpu-mini-no-squeeze``.
 
 Derived values: the U-ViT ``sample_size`` is ``image_size / 2**(len(vae.block_out_channels) - 1)``, its
 ``in_channels`` is ``vae.latent_channels`` and its ``context_dim`` is ``report_encoder.hidden_size``.
@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from diffcxr.configs import config_dir, config_names, named_config
 from diffcxr.errors import DiffCXRError
 
 __all__ = ["MODEL_CONFIG_NAMES", "TOKEN_REDUCTIONS", "SQUEEZE_INITS", "load_model_config", "model_config_dir", "uvit_kwargs", "adapter_kwargs", "vae_kwargs",
@@ -41,11 +42,8 @@ _TOP_LEVEL = {"name", "extends", "image_size", *(_SCHEMA)}
 
 
 def model_config_dir() -> Path:
-    """Folder of the named configs: ``$DIFFCXR_MODEL_CONFIG_DIR`` or ``<repo>/configs/model``."""
-    env = os.environ.get("DIFFCXR_MODEL_CONFIG_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "configs" / "model"
+    """Folder of the named model configs: ``$DIFFCXR_MODEL_CONFIG_DIR`` or the package's ``configs/model``."""
+    return config_dir("model")
 
 
 def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
@@ -56,14 +54,11 @@ def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
     if isinstance(name_or_path, dict):
         raw, where = copy.deepcopy(name_or_path), "<dict>"
     else:
-        path = Path(name_or_path)
-        if not path.suffix and str(name_or_path) in MODEL_CONFIG_NAMES:
-            path = model_config_dir() / f"{name_or_path}.yaml"
+        path = named_config("model", str(name_or_path)) or Path(name_or_path)
         if not path.is_file():
-            where_looked = "" if path == Path(name_or_path) else f"; looked for {path}"
             raise DiffCXRError(
-                f"model config {str(name_or_path)!r} not found (give one of {', '.join(MODEL_CONFIG_NAMES)} "
-                f"or a path to a YAML file{where_looked})"
+                f"model config {str(name_or_path)!r} not found (give one of {', '.join(config_names('model'))} "
+                f"or a path to a YAML file)"
             )
         import yaml
 
@@ -111,11 +106,10 @@ def _resolve_extends(raw: dict, where: str, depth: int = 0) -> dict:
     import yaml
 
     base_name = str(raw["extends"])
-    path = Path(base_name)
-    if not path.suffix and base_name in MODEL_CONFIG_NAMES:
-        path = model_config_dir() / f"{base_name}.yaml"
-    elif not path.is_absolute() and where != "<dict>" and (Path(where).parent / path).is_file():
-        path = Path(where).parent / path
+    path = named_config("model", base_name) or Path(base_name)
+    sibling = Path(where).parent / base_name
+    if path == Path(base_name) and not path.is_absolute() and where != "<dict>" and sibling.is_file():
+        path = sibling
     if not path.is_file():
         raise DiffCXRError(f"model config {where} extends {base_name!r}, which was not found")
     base = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -1,6 +1,6 @@
 """Training run configuration: typed dataclasses per stage, YAML loading, ``key=value`` overrides.
 
-A run config (``configs/train/{tiny,cpu-mini,paper}.yaml``) names a model config (``configs/model/*.yaml``,
+A run config (``diffcxr/configs/train/{tiny,demo,cpu-mini,paper}.yaml``) names a model config (``configs/model/*.yaml``,
 model hyper-parameters only) and holds everything else: seed, mixed precision, data options, the latent/text
 cache, one section per stage (``vae``, ``vlm``, ``base``, ``adapter``, ``classifier``) and sampling settings.
 
@@ -25,6 +25,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from diffcxr.configs import config_dir, config_names, named_config
 from diffcxr.errors import DiffCXRError
 
 __all__ = [
@@ -292,9 +293,8 @@ def _check(cfg, section: str, where: str) -> None:
 
 
 def train_config_dir() -> Path:
-    """``$DIFFCXR_TRAIN_CONFIG_DIR`` or ``<repo>/configs/train``."""
-    env = os.environ.get("DIFFCXR_TRAIN_CONFIG_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "configs" / "train"
+    """Folder of the named run configs: ``$DIFFCXR_TRAIN_CONFIG_DIR`` or the package's ``configs/train``."""
+    return config_dir("train")
 
 
 def _parse_value(text: str) -> Any:
@@ -334,12 +334,10 @@ def load_run_config(name_or_path: str | os.PathLike | dict, overrides: list[str]
     if isinstance(name_or_path, dict):
         raw, where, source = dict(name_or_path), "<dict>", ""
     else:
-        path = Path(name_or_path)
-        if not path.suffix and str(name_or_path) in TRAIN_CONFIG_NAMES:
-            path = train_config_dir() / f"{name_or_path}.yaml"
+        path = named_config("train", str(name_or_path)) or Path(name_or_path)
         if not path.is_file():
             raise DiffCXRError(f"training config {str(name_or_path)!r} not found (give one of "
-                               f"{', '.join(TRAIN_CONFIG_NAMES)} or a YAML file; looked for {path})")
+                               f"{', '.join(config_names('train'))} or a YAML file)")
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
@@ -374,6 +372,8 @@ def config_to_dict(cfg) -> dict:
 def git_sha() -> str | None:
     """Commit of the diffcxr source tree (``+dirty`` if modified), or None outside a git checkout."""
     root = Path(__file__).resolve().parents[3]
+    if not (root / "pyproject.toml").is_file() or Path(__file__).resolve().parents[2].name != "src":
+        return None  # an installed wheel, not a source checkout
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=10).stdout.strip()
