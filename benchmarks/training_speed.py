@@ -33,7 +33,6 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CLOCK = time.perf_counter
@@ -80,12 +79,10 @@ def make_models(config: str):
 
 def time_stage(stage: str, base, adapter, batch: int, dtype: str, steps: int) -> list[float]:
     """Seconds of each of ``steps`` training steps (after one warm-up step)."""
-    from diffusers import DDPMScheduler
-
+    from diffcxr.models.diffusion import epsilon_loss, noise_latents, training_scheduler
     from diffcxr.models.knowledge_adapter import predict_noise
 
-    sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
-    alphas = sched.alphas_cumprod.to(DEVICE)
+    sched = training_scheduler()
     c, s = base.config.in_channels, base.config.sample_size
     ctx = torch.randn(batch, base.config.num_context_tokens, base.config.context_dim, device=DEVICE)
     latents = torch.randn(batch, c, s, s, device=DEVICE)
@@ -102,17 +99,13 @@ def time_stage(stage: str, base, adapter, batch: int, dtype: str, steps: int) ->
     times = []
     for i in range(steps + 1):
         t0 = CLOCK()
-        g = torch.Generator().manual_seed(i)
-        noise = torch.randn(latents.shape, generator=g).to(DEVICE)
-        t = torch.randint(0, 1000, (batch,), generator=g).to(DEVICE)
-        a = alphas[t].view(-1, 1, 1, 1)
-        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        noisy, noise, t = noise_latents(sched, latents, torch.Generator().manual_seed(i))
         with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=dtype == "bf16"):
             if stage == "base":
                 pred = base(noisy, t, ctx).sample
             else:
                 pred = predict_noise(base, noisy, t, ctx, knowledge_adapter=adapter, knowledge_hidden_states=ctx)
-        loss = F.mse_loss(pred.float(), noise)
+        loss = epsilon_loss(pred, noise)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()

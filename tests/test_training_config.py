@@ -101,3 +101,10 @@ def test_save_run_info(tmp_path):
     assert info["stage"] == "base" and info["data"] == "phantom:x"
     assert info["packages"]["torch"] and info["packages"]["diffusers"]
     assert "git_sha" in info
+
+
+@pytest.mark.parametrize("override", ["cache.enabled=false", "data.num_workers=4"])
+def test_keys_nothing_reads_are_rejected(override):
+    """Keys that no code reads were removed: setting one is an error, not a silent no-op."""
+    with pytest.raises(DiffCXRError, match="unknown key"):
+        load_run_config("tiny", [override])

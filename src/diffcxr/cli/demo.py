@@ -200,7 +200,7 @@ def write_demo_grid(pipeline_dir, records, path, size: int, per_report: int = 2,
     from diffcxr.data.contact_sheet import make_contact_sheet
     from diffcxr.pipelines import DiffCXRPipeline
     from diffcxr.training.data import ImageSet
-    from diffcxr.training.sampling import impression as _impression
+    from diffcxr.training.grids import impression as _impression
 
     pipe = DiffCXRPipeline.from_pretrained(pipeline_dir)
     pipe.set_progress_bar_config(disable=True)

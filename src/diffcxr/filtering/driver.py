@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffcxr.atomic import atomic_path
 from diffcxr.errors import DiffCXRError
 from diffcxr.filtering.config import FilterConfig
 
@@ -138,10 +139,10 @@ def save_latent_cache(path: str | Path, latents: np.ndarray, ids: Sequence[str],
         raise ValueError(f"{len(ids)} ids for {len(latents)} latents")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({"latents": np.ascontiguousarray(latents, dtype=np.float16)}, str(tmp),
-              metadata={"format": CACHE_FORMAT, "ids": json.dumps(list(ids)), "vae": vae_id, "image_size": str(image_size)})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({"latents": np.ascontiguousarray(latents, dtype=np.float16)}, str(tmp),
+                  metadata={"format": CACHE_FORMAT, "ids": json.dumps(list(ids)), "vae": vae_id,
+                            "image_size": str(image_size)})
     return path
 
 

@@ -22,6 +22,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from diffcxr.errors import DiffCXRError
+from diffcxr.models.diffusion import sampling_scheduler
 from diffcxr.models.knowledge_adapter import DiseaseKnowledgeAdapter, predict_noise
 from diffcxr.models.report_encoder import ReportEncoder, validate_report
 from diffcxr.models.uvit import UViT
@@ -31,11 +32,9 @@ __all__ = ["DiffCXRPipeline", "DiffCXRPipelineOutput", "default_scheduler"]
 
 
 def default_scheduler() -> DPMSolverMultistepScheduler:
-    """DPM-Solver++ (2nd order multistep) over the training schedule: 1000 steps, scaled-linear β 0.00085–0.012."""
-    return DPMSolverMultistepScheduler(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        algorithm_type="dpmsolver++", solver_order=2, prediction_type="epsilon",
-    )
+    """DPM-Solver++ (2nd order multistep) over the paper's training schedule: 1000 steps, scaled-linear β
+    0.00085–0.012 (:func:`diffcxr.models.diffusion.sampling_scheduler`)."""
+    return sampling_scheduler()
 
 
 @dataclass

@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from diffcxr.errors import DiffCXRError
-from diffcxr.training.base import drop_conditions, noise_scheduler, write_sample_grid
+from diffcxr.models.diffusion import epsilon_loss, noise_latents, training_scheduler
+from diffcxr.training.base import drop_conditions, write_sample_grid
 from diffcxr.training.common import Session, stage_complete
 from diffcxr.training.config import RunConfig, save_run_info
 from diffcxr.training.data import select_records
@@ -75,7 +75,7 @@ def train_adapter(run: RunConfig, data_spec: str, out_root, *, manifest: str | N
                                             "mixed_precision": session.mixed_precision})
     cache = prepare_latent_cache(run, session, train_records, out_root, progress=progress)
     empty = cache.empty.to(session.device)
-    alphas = noise_scheduler(cfg).alphas_cumprod.to(session.device)
+    noise_schedule = training_scheduler(cfg)
     base = load_base(out_root)
     base.requires_grad_(False)
     base.eval()
@@ -97,15 +97,10 @@ def train_adapter(run: RunConfig, data_spec: str, out_root, *, manifest: str | N
         for micro in range(cfg.grad_accum):
             latents, report, knowledge = (t.to(session.device) for t in cache.get(next(batches)))
             g = session.generator(state, micro)
-            b = latents.shape[0]
-            noise = torch.randn(latents.shape, generator=g).to(session.device)
-            timesteps = torch.randint(0, cfg.num_train_timesteps, (b,), generator=g).to(session.device)
-            drop = (torch.rand(b, generator=g) < cfg.cond_drop_prob).to(session.device)
+            noisy, noise, timesteps = noise_latents(noise_schedule, latents, g)
+            drop = (torch.rand(latents.shape[0], generator=g) < cfg.cond_drop_prob).to(session.device)
             report, knowledge = drop_conditions(drop, empty, report, knowledge)
-            a = alphas[timesteps].view(-1, 1, 1, 1)
-            noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
-            pred = objective(noisy, timesteps, report, knowledge)
-            loss = F.mse_loss(pred.float(), noise)
+            loss = epsilon_loss(objective(noisy, timesteps, report, knowledge), noise)
             session.check_finite(loss, state)
             session.backward(loss, objective, micro)
         grad_norm = session.optimizer_step(objective, optimizer, scheduler, ema, state, params=adapter.parameters())

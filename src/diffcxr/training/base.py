@@ -12,20 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from diffcxr.training.common import Session, stage_complete
 from diffcxr.training.config import RunConfig, save_run_info
 from diffcxr.training.data import select_records
 
-__all__ = ["train_base", "noise_scheduler", "drop_conditions"]
-
-
-def noise_scheduler(cfg):
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_start=cfg.beta_start, beta_end=cfg.beta_end,
-                         beta_schedule=cfg.beta_schedule, prediction_type="epsilon")
+__all__ = ["train_base", "drop_conditions", "write_sample_grid"]
 
 
 def drop_conditions(drop: torch.Tensor, empty: torch.Tensor, *conditions: torch.Tensor) -> list[torch.Tensor]:
@@ -37,6 +29,7 @@ def drop_conditions(drop: torch.Tensor, empty: torch.Tensor, *conditions: torch.
 def train_base(run: RunConfig, data_spec: str, out_root, *, manifest: str | None = None, resume: bool = False,
                mixed_precision: str | None = None, progress: bool = True, step_callback=None) -> Path:
     from diffcxr.models.configs import uvit_kwargs
+    from diffcxr.models.diffusion import epsilon_loss, noise_latents, training_scheduler
     from diffcxr.models.uvit import UViT
     from diffcxr.training.cache import prepare_latent_cache
 
@@ -56,8 +49,7 @@ def train_base(run: RunConfig, data_spec: str, out_root, *, manifest: str | None
                                          "mixed_precision": session.mixed_precision})
     cache = prepare_latent_cache(run, session, train_records, out_root, progress=progress)
     empty = cache.empty.to(session.device)
-    scheduler_ddpm = noise_scheduler(cfg)
-    alphas = scheduler_ddpm.alphas_cumprod.to(session.device)
+    noise_schedule = training_scheduler(cfg)
     torch.manual_seed(run.seed)
     uvit = UViT(**uvit_kwargs(mcfg))
     optimizer = session.optimizer(uvit.parameters())
@@ -74,15 +66,10 @@ def train_base(run: RunConfig, data_spec: str, out_root, *, manifest: str | None
         for micro in range(cfg.grad_accum):
             latents, report, _ = (t.to(session.device) for t in cache.get(next(batches)))
             g = session.generator(state, micro)
-            b = latents.shape[0]
-            noise = torch.randn(latents.shape, generator=g).to(session.device)
-            timesteps = torch.randint(0, cfg.num_train_timesteps, (b,), generator=g).to(session.device)
-            drop = (torch.rand(b, generator=g) < cfg.cond_drop_prob).to(session.device)
+            noisy, noise, timesteps = noise_latents(noise_schedule, latents, g)
+            drop = (torch.rand(latents.shape[0], generator=g) < cfg.cond_drop_prob).to(session.device)
             (report,) = drop_conditions(drop, empty, report)
-            a = alphas[timesteps].view(-1, 1, 1, 1)
-            noisy = a.sqrt() * latents + (1 - a).sqrt() * noise  # = DDPMScheduler.add_noise
-            pred = model(noisy, timesteps, report).sample
-            loss = F.mse_loss(pred.float(), noise)
+            loss = epsilon_loss(model(noisy, timesteps, report).sample, noise)
             session.check_finite(loss, state)
             session.backward(loss, model, micro)
         grad_norm = session.optimizer_step(model, optimizer, scheduler, ema, state)
@@ -107,9 +94,11 @@ def train_base(run: RunConfig, data_spec: str, out_root, *, manifest: str | None
 
 def write_sample_grid(run, out_root, uvit, holdout_records, path: Path, adapter=None) -> None:
     """Generated images for the first ``sample.num_reports`` hold-out reports next to their real images."""
+    from diffcxr.models.diffusion import sampling_scheduler
+    from diffcxr.pipelines import DiffCXRPipeline
     from diffcxr.training.cache import load_frozen_components
     from diffcxr.training.data import ImageSet, knowledge_prompts
-    from diffcxr.training.sampling import impression, sample_images, save_grid
+    from diffcxr.training.grids import impression, save_grid
 
     records = holdout_records[: run.sample.num_reports]
     if not records:
@@ -117,10 +106,12 @@ def write_sample_grid(run, out_root, uvit, holdout_records, path: Path, adapter=
     was_training = uvit.training
     uvit.eval()
     vae, encoder = load_frozen_components(run, out_root, uvit.device)
-    reports = [r.report for r in records]
-    fake = sample_images(vae, encoder, uvit, reports, adapter=adapter, knowledge=knowledge_prompts(records),
-                         num_inference_steps=run.sample.num_inference_steps, guidance_scale=run.sample.guidance_scale,
-                         seed=run.seed, sched_config=_sched_config(run, adapter))
+    pipe = DiffCXRPipeline(vae=vae, denoiser=uvit, report_encoder=encoder, knowledge_adapter=adapter,
+                           scheduler=sampling_scheduler(run.adapter if adapter is not None else run.base))
+    knowledge = pipe.encode_text(knowledge_prompts(records)) if adapter is not None else None
+    fake = pipe([r.report for r in records], knowledge_embeds=knowledge, output_type="pt", progress=False,
+                num_inference_steps=run.sample.num_inference_steps, guidance_scale=run.sample.guidance_scale,
+                generator=torch.Generator().manual_seed(run.seed)).images * 2 - 1
     real = ImageSet(records, run.model_config()["image_size"]).batch(range(len(records)))
     images, captions = [], []
     for r, x, y in zip(records, real, fake):
@@ -129,9 +120,3 @@ def write_sample_grid(run, out_root, uvit, holdout_records, path: Path, adapter=
     path.parent.mkdir(parents=True, exist_ok=True)
     save_grid(torch.stack(images), captions, path, tile=128, columns=4)
     uvit.train(was_training)
-
-
-def _sched_config(run, adapter) -> dict:
-    from diffcxr.training.sampling import scheduler_config
-
-    return scheduler_config(run.adapter if adapter is not None else run.base)

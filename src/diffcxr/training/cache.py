@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from diffcxr.atomic import atomic_path, atomic_write_text
 from diffcxr.errors import DiffCXRError
 
 __all__ = ["model_fingerprint", "data_fingerprint", "LatentCache", "build_cache"]
@@ -53,11 +54,8 @@ def data_fingerprint(records, prompts: list[str], image_size: int) -> str:
 def _atomic_save(tensors: dict, path: Path) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
 
 
 @torch.no_grad()
@@ -117,9 +115,7 @@ def build_cache(cache_root, records, vae, encoder, *, image_size: int, dtype: st
     index = {"format": 1, "n": len(records), "shard_size": shard_size, "n_shards": n_shards, "ids": [r.id for r in records],
              "knowledge_prompts": distinct, "dtype": dtype, "image_size": image_size,
              "scaling_factor": float(vae.config.scaling_factor)}
-    tmp = folder / "index.json.tmp"
-    tmp.write_text(json.dumps(index), encoding="utf-8")
-    os.replace(tmp, folder / "index.json")
+    atomic_write_text(folder / "index.json", json.dumps(index))
     return folder
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffcxr.atomic import atomic_write_text
 from diffcxr.errors import DiffCXRError
 
 logger = logging.getLogger(__name__)
@@ -295,12 +296,7 @@ class Checkpointer:
         else:
             os.replace(tmp, final)
         fsync_dir(self.root)
-        pointer_tmp = self.root / f".tmp-{LATEST}-{os.getpid()}"
-        with open(pointer_tmp, "w", encoding="utf-8") as fh:
-            fh.write(name + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(pointer_tmp, self.root / LATEST)
+        atomic_write_text(self.root / LATEST, name + "\n")
         fsync_dir(self.root)
         for old in self.list()[: -self.keep_last]:
             if old.name != name:

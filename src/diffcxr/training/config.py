@@ -137,15 +137,14 @@ class DataConfig:
     train_splits: tuple[str, ...] = ("train", "val")
     holdout_splits: tuple[str, ...] = ("test",)
     limit: int = 0
-    num_workers: int = 0
     skip_unreadable: bool = True
 
 
 @dataclasses.dataclass
 class CacheConfig:
-    """Precomputed latents and report/knowledge embeddings (safetensors shards keyed by model + data hash)."""
+    """Precomputed latents and report/knowledge embeddings (safetensors shards keyed by model + data hash);
+    the diffusion stages always train on it."""
 
-    enabled: bool = True
     dir: str = ""  # "" = <output_dir>/cache
     dtype: str = "float16"  # storage dtype of the text embeddings (latents are float32)
     shard_size: int = 1024

@@ -17,12 +17,10 @@ __all__ = ["export_pipeline", "build_pipeline"]
 
 
 def build_pipeline(run, out_root, include_adapter: bool = True):
-    from diffusers import DPMSolverMultistepScheduler
-
+    from diffcxr.models.diffusion import sampling_scheduler
     from diffcxr.pipelines import DiffCXRPipeline
     from diffcxr.training.adapter import load_base
     from diffcxr.training.cache import load_frozen_components
-    from diffcxr.training.sampling import scheduler_config
 
     out_root = Path(out_root)
     vae, encoder = load_frozen_components(run, out_root)
@@ -33,8 +31,7 @@ def build_pipeline(run, out_root, include_adapter: bool = True):
         from diffcxr.models.knowledge_adapter import DiseaseKnowledgeAdapter
 
         adapter = DiseaseKnowledgeAdapter.from_pretrained(adapter_dir)
-    scheduler = DPMSolverMultistepScheduler(**scheduler_config(run.adapter if adapter is not None else run.base),
-                                            algorithm_type="dpmsolver++", solver_order=2)
+    scheduler = sampling_scheduler(run.adapter if adapter is not None else run.base)
     return DiffCXRPipeline(vae=vae, denoiser=denoiser, report_encoder=encoder, scheduler=scheduler,
                            knowledge_adapter=adapter)
 

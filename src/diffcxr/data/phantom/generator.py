@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from diffcxr.atomic import atomic_path
 from diffcxr.data.phantom.anatomy import Patient, compose, render_anatomy, sample_patient
 from diffcxr.data.phantom.findings import SEVERITY_NAMES, Finding, apply_geometry, apply_layers, sample_findings
 from diffcxr.data.phantom.noise import IMAGE_NOISE_TYPES, NOISE_TYPES, corrupt_image
@@ -205,12 +205,10 @@ def make_phantom_dataset(n: int, size: int, out_dir, noise_fraction: float = 0.0
             case.report, case.labels = other.report, other.labels
         rows.append(case_row(case, name, _split(seed, i)))
     csv_path = out_dir / "metadata.csv"
-    tmp = csv_path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(BASE_COLUMNS) + list(CHEXPERT_FINDINGS) + list(EXTRA_COLUMNS))
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, csv_path)
     meta = {"generator": "diffcxr.data.phantom", "format": 1, "n": n, "size": size, "seed": seed,
             "noise_fraction": noise_fraction, "noise_types": list(NOISE_TYPES)}
     (out_dir / MARKER_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

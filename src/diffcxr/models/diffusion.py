@@ -1,0 +1,63 @@
+"""The diffusion process in one place: the noise schedule, noising and the ε-prediction loss used in training,
+and the solver that samples over the same schedule.
+
+The schedule is the authors' (1000 steps, scaled-linear β 0.00085–0.012, ε prediction); a training stage's
+config (``base`` / ``adapter`` sections: ``num_train_timesteps``, ``beta_start``, ``beta_end``,
+``beta_schedule``) may change it, and the exported pipeline's solver then follows. Both schedulers are
+diffusers': ``DDPMScheduler`` (training, ``add_noise``) and ``DPMSolverMultistepScheduler`` (DPM-Solver++,
+2nd order) for sampling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["PAPER_SCHEDULE", "schedule_config", "training_scheduler", "sampling_scheduler", "noise_latents",
+           "epsilon_loss"]
+
+PAPER_SCHEDULE: dict[str, Any] = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
+                                  "beta_schedule": "scaled_linear"}
+
+
+def schedule_config(stage_cfg=None) -> dict[str, Any]:
+    """Schedule keyword arguments of a training stage config (any object with the four attributes), or the
+    paper's when ``stage_cfg`` is None. Always ε prediction."""
+    values = PAPER_SCHEDULE if stage_cfg is None else {k: getattr(stage_cfg, k) for k in PAPER_SCHEDULE}
+    return {**values, "prediction_type": "epsilon"}
+
+
+def training_scheduler(stage_cfg=None):
+    """``DDPMScheduler`` over the schedule: what :func:`noise_latents` noises with."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(**schedule_config(stage_cfg))
+
+
+def sampling_scheduler(stage_cfg=None):
+    """DPM-Solver++ (2nd order, multistep) over the schedule the model was trained with."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    return DPMSolverMultistepScheduler(**schedule_config(stage_cfg), algorithm_type="dpmsolver++", solver_order=2)
+
+
+def noise_latents(scheduler, latents: torch.Tensor, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One training draw: ``(noisy, noise, timesteps)`` for clean ``latents`` ``(B, C, h, w)`` (float32).
+
+    ``noise ~ N(0, I)`` and ``timesteps ~ U{0, …, T−1}`` come from ``generator`` (a CPU generator, in this
+    order, so a run is reproducible on any device); ``noisy = √ᾱ_t·latents + √(1−ᾱ_t)·noise``
+    (``scheduler.add_noise``).
+    """
+    latents = latents.float()
+    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+    steps = scheduler.config.num_train_timesteps
+    timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator).to(latents.device)
+    return scheduler.add_noise(latents, noise, timesteps), noise, timesteps
+
+
+def epsilon_loss(predicted_noise: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The diffusion loss: mean squared error of the ε prediction (computed in float32)."""
+    return F.mse_loss(predicted_noise.float(), noise.float())
