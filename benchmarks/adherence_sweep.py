@@ -52,7 +52,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    records = [r for r in read_records(args.data, split=None if args.split == "all" else args.split) if r.report]
+    records = [r for r in read_records(args.data, split=None if args.split == "all" else args.split,
+                                                derive_labels=True) if r.report]
     records = records[: args.n_reports]
     classifier = load_classifier(args.classifier)
     extractor = cxr_extractor(classifier)

@@ -56,7 +56,7 @@ def main() -> int:
     folder = Path(args.data) if args.data else Path(tmp.name) / "phantoms"
     if not (folder / "metadata.csv").is_file():
         make_phantom_dataset(args.n, args.size, folder, seed=args.seed, progress=False)
-    records = read_records(f"phantom:{folder}")
+    records = read_records(f"phantom:{folder}", derive_labels=True)
     train = [r for r in records if r.split == "train"]
     held = [r for r in records if r.split in ("val", "test")]
     print(f"{len(records)} phantoms at {args.size}px: {len(train)} train, {len(held)} held-out "

@@ -117,7 +117,7 @@ def _real_reference_row(args, out: Path, common: list[str]) -> tuple[str, dict]:
     ref = out / "real-reference-images"
     shutil.rmtree(ref, ignore_errors=True)
     ref.mkdir(parents=True)
-    records = read_records(args.data, split=args.reference_split)[: args.n_reports * args.samples_per_report]
+    records = read_records(args.data, split=args.reference_split, derive_labels=True)[: args.n_reports * args.samples_per_report]
     for r in records:
         shutil.copyfile(r.image_path, ref / f"{r.id}.png")
         (ref / f"{r.id}.json").write_text(json.dumps({"report": r.report, "id": r.id}), encoding="utf-8")

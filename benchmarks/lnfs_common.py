@@ -69,16 +69,18 @@ def fit_vae(images: torch.Tensor, minutes: float, seed: int = 0, out_dir: str | 
 
 def get_vae(images: torch.Tensor, vae_dir: Path, minutes: float, seed: int = 0, log=print):
     """Reuse a benchmark VAE saved in ``vae_dir`` or fit (and save) one."""
-    from diffusers import AutoencoderKL
+    from diffcxr.models.vae import load_frozen_vae
 
     if (Path(vae_dir) / "config.json").is_file():
         log(f"reusing VAE {vae_dir}")
-        return AutoencoderKL.from_pretrained(vae_dir).eval().requires_grad_(False)
+        return load_frozen_vae(vae_dir)
     log(f"fitting a benchmark VAE for {minutes} min on {len(images)} images ...")
     return fit_vae(images, minutes, seed, vae_dir, log)
 
 
 def encode(vae, images: torch.Tensor, batch: int = 64) -> np.ndarray:
-    from diffcxr.filtering.driver import _encode_batch
+    from diffcxr.models.vae import encode_images
 
-    return np.concatenate([_encode_batch(vae, images[i:i + batch]) for i in range(0, len(images), batch)])
+    with torch.inference_mode():
+        return np.concatenate([encode_images(vae, images[i:i + batch]).float().cpu().numpy()
+                               for i in range(0, len(images), batch)])

@@ -38,7 +38,7 @@ def main() -> None:
     from diffcxr.metrics.extractors import cxr_extractor
     from diffcxr.models.vae import decode_latents, encode_images, load_vae
 
-    records = [r for r in read_records(args.data, split=args.split, require_images=True)]
+    records = [r for r in read_records(args.data, split=args.split, require_images=True, derive_labels=True)]
     records = records[: args.n] if args.n else records
     vae = load_vae(args.vae).eval()
     classifier = load_classifier(args.classifier)

@@ -321,7 +321,9 @@ def test_builtin_sample_is_generated_once_and_cached(tmp_path, monkeypatch):
 
 
 def test_labels_are_derived_from_report_text_where_the_dataset_has_none(iu_folder):
-    records = {r.id: r for r in read_records(f"iu:{iu_folder}")}
+    plain = {r.id: r for r in read_records(f"iu:{iu_folder}")}
+    assert plain["CXR2_IM-0002-1001"].labels_source != "labeler"  # reading alone does not run the labeler
+    records = {r.id: r for r in read_records(f"iu:{iu_folder}", derive_labels=True)}
     cardiomegaly = records["CXR2_IM-0002-1001"]
     assert cardiomegaly.labels_source == "labeler"
     assert cardiomegaly.labels[FINDING["Cardiomegaly"]] == 1

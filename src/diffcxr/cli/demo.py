@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
     eval_records = []
     if args.eval_reports:
-        eval_records = read_records(f"phantom:{fresh_phantoms(out / 'phantoms-eval', args.eval_reports, args.size, args.seed)}")
+        eval_records = read_records(f"phantom:{fresh_phantoms(out / 'phantoms-eval', args.eval_reports, args.size, args.seed)}",
+                                    derive_labels=True)
     t0 = time.perf_counter()
     shown = showcase_records(eval_records + select_records(f"phantom:{phantoms}", cfg.data)[1], args.reports)
     grid = write_demo_grid(model_dir / "pipeline", shown, out / "demo_grid.png", size=args.size,

@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
         raise DiffCXRError("--model needs --n-synthetic N (how many images to generate)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    train = read_records(args.real, split="train", require_images=True)
-    test = read_records(args.real, split="test", require_images=True)
+    train = read_records(args.real, split="train", require_images=True, derive_labels=True)
+    test = read_records(args.real, split="test", require_images=True, derive_labels=True)
     if not train or not test:
         raise DiffCXRError(f"{args.real} needs images in both the train and test splits "
                            f"(found {len(train)} train, {len(test)} test)")

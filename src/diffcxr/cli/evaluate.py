@@ -63,7 +63,7 @@ def _generate(args, out_dir):
     if not args.reports:
         raise DiffCXRError("--model needs --reports SPEC (the reports to generate from)")
     split = None if args.split == "all" else args.split
-    records = [r for r in read_records(args.reports, split=split) if r.report]
+    records = [r for r in read_records(args.reports, split=split, derive_labels=True) if r.report]
     if not records:
         raise DiffCXRError(f"no reports in {args.reports} (split {args.split})")
     records = records[: args.n_reports]
@@ -114,14 +114,14 @@ def run(args: argparse.Namespace) -> int:
     needs_real = any(m in metrics for m in ("fid", "kid", "mauc", "memorization"))
     real = []
     if needs_real:
-        real = read_records(args.real, split=split, require_images=True)
+        real = read_records(args.real, split=split, require_images=True, derive_labels=True)
         if not real:
             raise DiffCXRError(f"no real images in {args.real} (split {args.split}); try --split all")
         if args.n and len(real) > args.n:
             real = random.Random(args.seed).sample(real, args.n)
     train = None
     if "memorization" in metrics:
-        train = read_records(args.real, split=args.train_split, require_images=True)
+        train = read_records(args.real, split=args.train_split, require_images=True, derive_labels=True)
         if len(train) > args.max_train:
             train = random.Random(args.seed).sample(train, args.max_train)
 

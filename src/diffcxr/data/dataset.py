@@ -61,7 +61,8 @@ class CXRDataset(Dataset):
         """Build from a ``SOURCE:PATH`` spec, keeping only records that have an image."""
         from diffcxr.data.sources import read_records
 
-        records = read_records(spec, split=split, frontal_only=frontal_only, require_images=True)
+        records = read_records(spec, split=split, frontal_only=frontal_only, require_images=True,
+                               derive_labels=True)
         return cls(records, image_size, **kwargs)
 
     def __len__(self) -> int:

@@ -8,7 +8,6 @@ ids are encoded and added. ``--latents CACHE`` filters a cache directly (no VAE 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -19,6 +18,8 @@ import numpy as np
 
 from diffcxr.atomic import atomic_path
 from diffcxr.errors import DiffCXRError
+from diffcxr.models.fingerprint import model_fingerprint
+from diffcxr.models.vae import encode_images, load_frozen_vae, vae_downsample_factor
 from diffcxr.filtering.config import FilterConfig
 
 logger = logging.getLogger(__name__)
@@ -29,32 +30,6 @@ CACHE_FORMAT = "diffcxr-latents-v1"
 # ----------------------------------------------------------------------------------------------------------
 # VAE
 # ----------------------------------------------------------------------------------------------------------
-def load_frozen_vae(path: str | Path):
-    """``AutoencoderKL.from_pretrained(path)`` in eval mode with gradients off; clear error if it is not one."""
-    from diffusers import AutoencoderKL
-
-    path = Path(path)
-    if not path.exists():
-        raise DiffCXRError(f"VAE folder not found: {path}")
-    if path.is_dir() and not (path / "config.json").is_file() and (path / "vae" / "config.json").is_file():
-        path = path / "vae"  # a saved pipeline: use its vae/ component
-    try:
-        vae = AutoencoderKL.from_pretrained(path)
-    except (OSError, ValueError, EnvironmentError) as exc:
-        raise DiffCXRError(f"cannot load an AutoencoderKL from {path}: {str(exc).strip().splitlines()[0]}") from None
-    vae.eval().requires_grad_(False)
-    return vae
-
-
-def vae_fingerprint(vae) -> str:
-    """sha256 of the VAE's config and weights: identifies which VAE produced a latent cache."""
-    digest = hashlib.sha256(json.dumps(dict(vae.config), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(vae.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
-    return digest.hexdigest()[:20]
-
-
 def check_vae(vae, image_size: int | None) -> int:
     """Validate the VAE against the grayscale images at ``image_size`` (default: the VAE's sample_size)."""
     config = vae.config
@@ -68,21 +43,10 @@ def check_vae(vae, image_size: int | None) -> int:
     if size != sample_size:
         raise DiffCXRError(f"the VAE was built for {sample_size}×{sample_size} images (config sample_size) but "
                            f"image_size={size}; set image_size={sample_size} or use a VAE trained at {size}")
-    factor = 2 ** (len(config.block_out_channels) - 1)
+    factor = vae_downsample_factor(vae)
     if size % factor:
         raise DiffCXRError(f"image_size={size} is not divisible by the VAE's downsampling factor {factor}")
     return size
-
-
-def _encode_batch(vae, pixels):
-    import torch
-
-    with torch.inference_mode():
-        if vae.config.in_channels == 3 and pixels.shape[1] == 1:
-            pixels = pixels.expand(-1, 3, -1, -1)
-        latents = vae.encode(pixels.to(dtype=vae.dtype, device=vae.device)).latent_dist.mode()
-        shift = getattr(vae.config, "shift_factor", None) or 0.0
-        return ((latents - shift) * float(vae.config.scaling_factor)).float().cpu().numpy()
 
 
 def encode_records(records, vae, image_size: int, batch_size: int = 16, progress: bool = True):
@@ -104,7 +68,9 @@ def encode_records(records, vae, image_size: int, batch_size: int = 16, progress
 
     def flush():
         if batch:
-            blocks.append(_encode_batch(vae, torch.stack(batch)).astype(np.float16))
+            with torch.inference_mode():
+                latents = encode_images(vae, torch.stack(batch))
+            blocks.append(latents.float().cpu().numpy().astype(np.float16))
             ids.extend(batch_ids)
             batch.clear()
             batch_ids.clear()
@@ -177,7 +143,7 @@ def load_latent_cache(path: str | Path) -> tuple[np.ndarray, list[str], dict[str
 def cached_encode(records, vae, image_size: int, batch_size: int, cache_path: str | Path, progress: bool = True):
     """Latents for ``records`` in order, reusing/updating the cache at ``cache_path`` (see module docstring)."""
     cache_path = Path(cache_path)
-    vae_id = vae_fingerprint(vae)
+    vae_id = model_fingerprint(vae)[:20]
     store: dict[str, np.ndarray] = {}
     if cache_path.is_file():
         latents, ids, meta = load_latent_cache(cache_path)

@@ -13,12 +13,14 @@ Pixel convention everywhere: float tensors in [-1, 1], shape ``(B, 1, H, W)``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from diffusers import AutoencoderKL
 
 from diffcxr.errors import DiffCXRError
 
-__all__ = ["make_vae", "vae_from_model_config", "load_vae", "encode_images", "decode_latents", "vae_downsample_factor"]
+__all__ = ["make_vae", "vae_from_model_config", "load_vae", "load_frozen_vae", "encode_images", "decode_latents", "vae_downsample_factor"]
 
 
 def make_vae(
@@ -65,6 +67,16 @@ def load_vae(name_or_path, subfolder: str | None = None, torch_dtype=None) -> Au
         return AutoencoderKL.from_pretrained(name_or_path, subfolder=subfolder, torch_dtype=torch_dtype)
     except (OSError, ValueError) as exc:
         raise DiffCXRError(f"cannot load VAE {name_or_path!r}: {str(exc).splitlines()[0]}") from exc
+
+
+def load_frozen_vae(path) -> AutoencoderKL:
+    """A saved VAE folder (or a saved pipeline folder: its ``vae/``) in eval mode with gradients off."""
+    path = Path(path)
+    if not path.exists():
+        raise DiffCXRError(f"VAE folder not found: {path}")
+    if path.is_dir() and not (path / "config.json").is_file() and (path / "vae" / "config.json").is_file():
+        path = path / "vae"  # a saved pipeline: use its vae/ component
+    return load_vae(path).eval().requires_grad_(False)
 
 
 def vae_downsample_factor(vae: AutoencoderKL) -> int:

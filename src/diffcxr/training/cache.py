@@ -23,20 +23,11 @@ import torch
 
 from diffcxr.atomic import atomic_path, atomic_write_text
 from diffcxr.errors import DiffCXRError
+from diffcxr.models.fingerprint import model_fingerprint
 
-__all__ = ["model_fingerprint", "data_fingerprint", "LatentCache", "build_cache"]
+__all__ = ["data_fingerprint", "LatentCache", "build_cache"]
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-def model_fingerprint(module: torch.nn.Module) -> str:
-    """sha256 over parameter/buffer names, shapes, dtypes and bytes."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def data_fingerprint(records, prompts: list[str], image_size: int) -> str:

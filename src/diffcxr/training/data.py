@@ -43,7 +43,8 @@ def select_records(data_spec: str, data_cfg, manifest: str | None = None):
     """
     from diffcxr.data import read_records
 
-    records = read_records(data_spec, frontal_only=data_cfg.frontal_only, require_images=True)
+    records = read_records(data_spec, frontal_only=data_cfg.frontal_only, require_images=True,
+                           derive_labels=True)
     if not records:
         raise DiffCXRError(f"no records with images in {data_spec!r}" +
                            (" (frontal_only=true dropped lateral/unknown views)" if data_cfg.frontal_only else ""))

@@ -60,7 +60,7 @@ def read_records(
     *,
     split: str | None = None,
     frontal_only: bool = False,
-    derive_labels: bool = True,
+    derive_labels: bool = False,
     require_images: bool = False,
 ) -> list[Record]:
     """Read every record of a dataset spec (no pixels are decoded).
@@ -70,7 +70,8 @@ def read_records(
         split: keep only ``"train"``, ``"val"`` or ``"test"``. Official splits are used where the dataset has
             them (MIMIC split csv, R2Gen annotation, a ``split`` column), a patient-level hash split otherwise.
         frontal_only: keep PA/AP views only (records whose view is unknown are dropped too).
-        derive_labels: label reports with :mod:`diffcxr.knowledge` where the dataset has no annotations.
+        derive_labels: run the report labeler (:mod:`diffcxr.knowledge`) on the records whose dataset has no
+            annotations (off by default: reading a dataset only reads it; training and evaluation ask for it).
         require_images: drop records without an image path (e.g. IU reports given without images).
     """
     source, path, options = parse_spec(spec)
