@@ -43,8 +43,8 @@ def main() -> None:
     import torch
 
     from diffcxr.data.sources import read_records
-    from diffcxr.experiments.adherence import generated_adherence, real_adherence
-    from diffcxr.experiments.classifier import load_classifier
+    from diffcxr.evaluation.adherence import generated_adherence, real_adherence
+    from diffcxr.models.cxr_classifier import load_classifier
     from diffcxr.metrics.extractors import cxr_extractor
     from diffcxr.pipelines import DiffCXRPipeline
 

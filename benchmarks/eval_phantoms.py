@@ -1,6 +1,6 @@
 """Benchmark: the evaluation yardsticks behave on digital phantoms (64×64).
 
-1. A CXR classifier (``diffcxr.experiments.classifier``, channels 32-64-128-256, 8,000 steps) trained on the
+1. A CXR classifier (``diffcxr.evaluation.classifier``, channels 32-64-128-256, 8,000 steps) trained on the
    *train* split of freshly generated phantoms (5,000, seed 0: the same phantoms as ``runs/phantoms5k``) reaches
    mAUC ≥ 0.9 on held-out phantoms (val + test splits); per-finding AUROC is printed (uncertain excluded, not
    mentioned = negative). ``--save DIR`` keeps it: the yardstick classifier for ``diffcxr evaluate --classifier``.
@@ -46,8 +46,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from diffcxr.data import load_image, read_records
     from diffcxr.data.phantom import make_phantom_dataset
-    from diffcxr.experiments.classifier import ClassifierTrainConfig, predict_scores, train_classifier
-    from diffcxr.experiments.downstream import _InMemory
+    from diffcxr.evaluation.classifier import ClassifierTrainConfig, predict_scores, train_classifier
+    from diffcxr.training.data import ImageSet
     from diffcxr.metrics import StreamingGaussianStats, frechet_distance, per_finding_auroc
     from diffcxr.metrics.extractors import cxr_extractor, random_extractor
 
@@ -63,7 +63,7 @@ def main() -> int:
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
     # -- 1. classifier on real phantoms ---------------------------------------------------------------------------
-    train_set, held_set = _InMemory(train, args.size), _InMemory(held, args.size)
+    train_set, held_set = (ImageSet(r, args.size, in_memory=True, skip_unreadable=False) for r in (train, held))
     cfg = ClassifierTrainConfig(image_size=args.size, channels=tuple(int(c) for c in args.channels.split(",")), epochs=10**6, max_steps=args.steps,
                                 batch_size=32, lr=2e-3, seed=args.seed, device=args.device)
     t = time.perf_counter()
@@ -72,7 +72,7 @@ def main() -> int:
     model.cpu()
     res = per_finding_auroc(scores, labels)
     if args.save:
-        from diffcxr.experiments.classifier import save_classifier
+        from diffcxr.models.cxr_classifier import save_classifier
 
         save_classifier(model, args.save)
     print(f"\nclassifier: {args.steps} steps on {len(train)} phantoms ({time.perf_counter() - t:.0f} s); "

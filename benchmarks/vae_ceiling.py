@@ -32,8 +32,8 @@ def main() -> None:
 
     from diffcxr.data.image_io import load_image
     from diffcxr.data.sources import read_records
-    from diffcxr.experiments.adherence import classifier_scores
-    from diffcxr.experiments.classifier import load_classifier
+    from diffcxr.models.cxr_classifier import classifier_scores
+    from diffcxr.models.cxr_classifier import load_classifier
     from diffcxr.metrics import StreamingGaussianStats, bootstrap_interval, frechet_distance, per_finding_auroc
     from diffcxr.metrics.extractors import cxr_extractor
     from diffcxr.models.vae import decode_latents, encode_images, load_vae

@@ -42,7 +42,7 @@ def test_generated_adherence_is_seeded_and_independent_of_batching(tmp_path):
 
     from diffcxr.data.phantom import make_phantom_dataset
     from diffcxr.data.sources import read_records
-    from diffcxr.experiments.adherence import generated_adherence, real_adherence
+    from diffcxr.evaluation.adherence import generated_adherence, real_adherence
     from diffcxr.models.cxr_classifier import CXRClassifier
     from diffcxr.pipelines import DiffCXRPipeline
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from diffcxr.cli.main import main
-from diffcxr.experiments.downstream import nested_subsets
+from diffcxr.evaluation.downstream import nested_subsets
 
 
 def test_nested_subsets():
@@ -63,7 +63,7 @@ def test_downstream_bad_input(tiny, capsys, extra, message):
 def test_trained_classifier_loads_as_extractor(tiny):
     import torch
 
-    from diffcxr.experiments.classifier import load_classifier
+    from diffcxr.models.cxr_classifier import load_classifier
     from diffcxr.metrics.extractors import load_extractor
 
     root, _ = tiny

@@ -13,7 +13,7 @@ from diffcxr.findings import CHEXPERT_FINDINGS
 def tiny(tmp_path_factory):
     from diffcxr.data import read_records, save_png
     from diffcxr.data.phantom import make_phantom_dataset
-    from diffcxr.experiments.classifier import save_classifier
+    from diffcxr.models.cxr_classifier import save_classifier
     from diffcxr.models.cxr_classifier import CXRClassifier
 
     root = tmp_path_factory.mktemp("evaluate")

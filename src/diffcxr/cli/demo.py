@@ -145,8 +145,8 @@ def measure_demo_adherence(model_dir, records, cfg, size: int, steps: int, seed:
     """mAUC of the demo's classifier on one image generated from each of ``records`` (fresh phantom reports,
     never trained on): the model as trained, without the knowledge adapter, and without guidance; and on the
     real phantoms of the same reports (the yardstick)."""
-    from diffcxr.experiments.adherence import generated_adherence, real_adherence
-    from diffcxr.experiments.classifier import load_classifier
+    from diffcxr.evaluation.adherence import generated_adherence, real_adherence
+    from diffcxr.models.cxr_classifier import load_classifier
     from diffcxr.pipelines import DiffCXRPipeline
 
     classifier = load_classifier(model_dir / "classifier")

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from diffcxr.data.sources import read_records
     from diffcxr.errors import DiffCXRError
-    from diffcxr.experiments.downstream import (DownstreamConfig, format_table, nested_subsets, run_downstream,
+    from diffcxr.evaluation.downstream import (DownstreamConfig, format_table, nested_subsets, run_downstream,
                                                 synthetic_records)
 
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))

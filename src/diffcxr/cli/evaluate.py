@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from diffcxr.data.image_io import read_image_array
     from diffcxr.data.sources import read_records
     from diffcxr.errors import DiffCXRError
-    from diffcxr.experiments.evaluation import METRICS, evaluate, read_generated, write_report
+    from diffcxr.evaluation.evaluate import METRICS, evaluate, read_generated, write_report
 
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     metrics = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     if "mauc" in metrics:
         if not args.classifier:
             raise DiffCXRError("mauc needs --classifier DIR (a CXR classifier trained on real images)")
-        from diffcxr.experiments.classifier import load_classifier
+        from diffcxr.models.cxr_classifier import load_classifier
 
         classifier = extractor.module if extractor is not None and args.extractor == "cxr" else load_classifier(args.classifier)
 

@@ -2,7 +2,7 @@
 
 - ``cxr`` (default, offline): the penultimate (pooled) features of a trained diffcxr CXR classifier — any
   ``torch.nn.Module`` with a ``features(x)`` method (or mapping images to ``(B, D)`` directly), or a classifier
-  folder (:func:`diffcxr.experiments.classifier.load_classifier`). Images are resized to the classifier's
+  folder (:func:`diffcxr.models.cxr_classifier.load_classifier`). Images are resized to the classifier's
   ``image_size``.
 - ``random``: a small seeded random conv net (deterministic, no training). For tests and memory benchmarks
   only: it measures pixel-statistics distances, not realism.
@@ -98,11 +98,11 @@ def cxr_extractor(classifier, device="cpu", input_size: int | None = None) -> Fe
             raise DiffCXRError("the 'cxr' feature extractor needs a trained classifier: pass --classifier DIR "
                                "(diffcxr train classifier / diffcxr downstream --save-classifier), or choose "
                                "--extractor inception|xrv|random")
-        from diffcxr.experiments.classifier import load_classifier
+        from diffcxr.models.cxr_classifier import load_classifier
 
         source = str(classifier)
         classifier = load_classifier(classifier)
-    from diffcxr.experiments.evaluation import model_image_size
+    from diffcxr.models.cxr_classifier import model_image_size
 
     size = input_size or model_image_size(classifier)
     return FeatureExtractor(classifier, "cxr", size, device=device, info={"classifier": source})

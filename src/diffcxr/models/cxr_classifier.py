@@ -1,19 +1,23 @@
 """CXR classifier over the 14 CheXpert findings: the evaluation yardstick (mAUC) and offline FID feature network.
 
 Trained on real images by ``diffcxr train classifier`` (:mod:`diffcxr.training.classifier`) or in memory by
-``diffcxr downstream`` (:mod:`diffcxr.experiments.classifier`); both save it with ``save_pretrained``.
+``diffcxr downstream`` (:mod:`diffcxr.evaluation.classifier`); both save it with ``save_pretrained``.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from diffcxr.errors import DiffCXRError
 from diffcxr.models.conv_stages import conv_stages
 
-__all__ = ["CXRClassifier"]
+__all__ = ["CXRClassifier", "save_classifier", "load_classifier", "model_image_size", "classifier_scores"]
 
 
 class CXRClassifier(ModelMixin, ConfigMixin):
@@ -42,3 +46,52 @@ class CXRClassifier(ModelMixin, ConfigMixin):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.head(self.drop(self.features(pixel_values)))
+
+
+def model_image_size(model) -> int | None:
+    """``config["image_size"]`` of a diffusers-style or diffcxr model, else an ``image_size`` attribute."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "get") and config.get("image_size"):
+        return int(config.get("image_size"))
+    return getattr(model, "image_size", None)
+
+
+def save_classifier(model: CXRClassifier, directory) -> Path:
+    """``save_pretrained`` (config.json + diffusion_pytorch_model.safetensors) plus ``train_config.json``."""
+    directory = Path(directory)
+    model.save_pretrained(directory, safe_serialization=True)
+    if getattr(model, "train_config", None):
+        (directory / "train_config.json").write_text(json.dumps(model.train_config, indent=2), encoding="utf-8")
+    return directory
+
+
+def load_classifier(directory) -> CXRClassifier:
+    """Load a classifier folder: a saved :class:`CXRClassifier`, or a ``diffcxr train classifier`` stage folder
+    (``OUT/classifier``, whose model lies in ``OUT/classifier/classifier``)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DiffCXRError(f"classifier folder {directory} not found")
+    if not (directory / "config.json").is_file() and (directory / "classifier" / "config.json").is_file():
+        directory = directory / "classifier"
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    if config.get("_class_name") != "CXRClassifier":
+        raise DiffCXRError(f"{directory} is not a classifier folder (expected config.json with _class_name "
+                           f"'CXRClassifier', as written by 'diffcxr train classifier' or 'diffcxr downstream')")
+    return CXRClassifier.from_pretrained(directory).eval()
+
+
+@torch.no_grad()
+def classifier_scores(classifier: nn.Module, images: torch.Tensor) -> "np.ndarray":
+    """Sigmoid scores ``(B, 14)`` (CheXpert order) for images ``(B, 1, H, W)`` in [-1, 1], resized to the
+    classifier's input size when they differ."""
+    from diffcxr.findings import CHEXPERT_FINDINGS
+
+    size = model_image_size(classifier)
+    if size and images.shape[-1] != size:
+        images = nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                                           align_corners=False)
+    logits = classifier(images)
+    if logits.shape[1] != len(CHEXPERT_FINDINGS):
+        raise DiffCXRError(f"the classifier predicts {logits.shape[1]} findings, expected {len(CHEXPERT_FINDINGS)}")
+    return torch.sigmoid(logits.float()).cpu().numpy()

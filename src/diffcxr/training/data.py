@@ -79,8 +79,12 @@ def knowledge_prompts(records) -> list[str]:
     return out
 
 
-class ImageSet:
-    """Pixels of records, decoded on demand (``CXRDataset``) or kept in memory once decoded (small sets)."""
+class ImageSet(torch.utils.data.Dataset):
+    """Pixels of records, decoded on demand (``CXRDataset``) or kept in memory once decoded (small sets).
+
+    Index it for ``{"pixel_values": (1, S, S) in [-1, 1], "labels": (14,) 1/0/-1/NaN}`` (a torch ``Dataset``), or
+    take whole batches with :meth:`batch` and :meth:`labels`.
+    """
 
     def __init__(self, records, image_size: int, in_memory: bool | None = None, skip_unreadable: bool = True):
         from diffcxr.data import CXRDataset
@@ -101,6 +105,9 @@ class ImageSet:
         if self._memory is not None:
             self._memory[index] = x
         return x
+
+    def __getitem__(self, index: int) -> dict:
+        return {"pixel_values": self.pixels(index), "labels": torch.from_numpy(self.records[index].labels.copy())}
 
     def batch(self, indices) -> torch.Tensor:
         return torch.stack([self.pixels(i) for i in indices])

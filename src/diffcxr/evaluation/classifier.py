@@ -13,11 +13,9 @@ of the BCE loss. Same loss (:func:`~diffcxr.training.classifier.masked_bce`) and
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +25,7 @@ from diffcxr.findings import CHEXPERT_FINDINGS
 from diffcxr.models.cxr_classifier import CXRClassifier
 from diffcxr.training.classifier import augment, masked_bce
 
-__all__ = ["ClassifierTrainConfig", "train_classifier", "predict_scores", "save_classifier", "load_classifier"]
+__all__ = ["ClassifierTrainConfig", "train_classifier", "predict_scores"]
 
 
 @dataclass
@@ -113,28 +111,3 @@ def predict_scores(model: torch.nn.Module, dataset, batch_size: int = 64) -> tup
         scores.append(torch.sigmoid(model(batch["pixel_values"].float().to(device))).cpu().numpy())
         labels.append(batch["labels"].numpy())
     return np.concatenate(scores), np.concatenate(labels)
-
-
-def save_classifier(model: CXRClassifier, directory) -> Path:
-    """``save_pretrained`` (config.json + diffusion_pytorch_model.safetensors) plus ``train_config.json``."""
-    directory = Path(directory)
-    model.save_pretrained(directory, safe_serialization=True)
-    if getattr(model, "train_config", None):
-        (directory / "train_config.json").write_text(json.dumps(model.train_config, indent=2), encoding="utf-8")
-    return directory
-
-
-def load_classifier(directory) -> CXRClassifier:
-    """Load a classifier folder: a saved :class:`CXRClassifier`, or a ``diffcxr train classifier`` stage folder
-    (``OUT/classifier``, whose model lies in ``OUT/classifier/classifier``)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise DiffCXRError(f"classifier folder {directory} not found")
-    if not (directory / "config.json").is_file() and (directory / "classifier" / "config.json").is_file():
-        directory = directory / "classifier"
-    config_path = directory / "config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    if config.get("_class_name") != "CXRClassifier":
-        raise DiffCXRError(f"{directory} is not a classifier folder (expected config.json with _class_name "
-                           f"'CXRClassifier', as written by 'diffcxr train classifier' or 'diffcxr downstream')")
-    return CXRClassifier.from_pretrained(directory).eval()

@@ -12,21 +12,14 @@ import numpy as np
 import torch
 
 from diffcxr.errors import DiffCXRError
+from diffcxr.models.cxr_classifier import classifier_scores
 
-__all__ = ["generated_adherence", "real_adherence", "classifier_scores"]
+__all__ = ["generated_adherence", "real_adherence"]
 
 
 def _image_generator(seed: int, report_index: int, k: int) -> torch.Generator:
     """The noise of image ``k`` of report ``report_index``: independent of how reports are batched."""
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + report_index * 101 + k)
-
-
-def classifier_scores(classifier, images: torch.Tensor) -> np.ndarray:
-    """Sigmoid scores ``(B, 14)`` of ``classifier`` for images ``(B, 1, H, W)`` in [-1, 1]."""
-    from diffcxr.experiments.evaluation import _classify
-
-    with torch.no_grad():
-        return _classify(classifier, images)
 
 
 def _summary(scores: np.ndarray, labels: np.ndarray, groups, bootstrap: int, seed: int) -> dict:

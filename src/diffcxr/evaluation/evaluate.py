@@ -35,6 +35,7 @@ import torch
 
 from diffcxr.errors import DiffCXRError
 from diffcxr.findings import CHEXPERT_FINDINGS
+from diffcxr.models.cxr_classifier import classifier_scores
 
 logger = logging.getLogger(__name__)
 
@@ -146,30 +147,11 @@ class _Pass:
                 if self.features is not None:
                     self.features.append(f)
             if classifier is not None:
-                self.scores.append(_classify(classifier, x))
+                self.scores.append(classifier_scores(classifier, x))
             self.n += x.shape[0]
             if progress:
                 progress(x.shape[0])
         return self
-
-
-def model_image_size(model) -> int | None:
-    """``config["image_size"]`` of a diffusers-style or diffcxr model, else an ``image_size`` attribute."""
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "get") and config.get("image_size"):
-        return int(config.get("image_size"))
-    return getattr(model, "image_size", None)
-
-
-@torch.no_grad()
-def _classify(classifier, x: torch.Tensor) -> np.ndarray:
-    size = model_image_size(classifier)
-    if size and x.shape[-1] != size:
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    logits = classifier(x)
-    if logits.shape[1] != len(CHEXPERT_FINDINGS):
-        raise DiffCXRError(f"the classifier predicts {logits.shape[1]} findings, expected {len(CHEXPERT_FINDINGS)}")
-    return torch.sigmoid(logits.float()).numpy()
 
 
 def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: int, extractor=None, classifier=None,

@@ -1,7 +1,7 @@
 """The downstream study: does "few real + synthetic" training data reach the mAUC of all real data?
 
 For each fraction ``f`` of the real training split (nested subsets from one seeded permutation, so 1 % ⊂ 10 %
-⊂ 100 %), train the CXR classifier (:func:`diffcxr.experiments.classifier.train_classifier`) on
+⊂ 100 %), train the CXR classifier (:func:`diffcxr.evaluation.classifier.train_classifier`) on
 
 - the real subset only, and
 - the real subset plus ``N`` synthetic images (generated from training reports outside the smallest subset),
@@ -39,28 +39,6 @@ class DownstreamConfig:
     missing: str = "negative"
 
 
-class _InMemory(torch.utils.data.Dataset):
-    """Records decoded once at ``size`` and kept as one tensor (phantom/IU-scale sets fit easily)."""
-
-    def __init__(self, records, size: int) -> None:
-        from diffcxr.data.image_io import load_image
-
-        if not records:
-            raise DiffCXRError("empty image set")
-        self.pixels = torch.stack([load_image(r.image_path, size) for r in records])
-        self.labels = torch.from_numpy(np.stack([r.labels for r in records]).astype(np.float32))
-
-    def __len__(self):
-        return self.pixels.shape[0]
-
-    def __getitem__(self, i):
-        return {"pixel_values": self.pixels[i], "labels": self.labels[i]}
-
-
-class _Concat(torch.utils.data.ConcatDataset):
-    pass
-
-
 def nested_subsets(n: int, fractions, seed: int = 0) -> dict[float, np.ndarray]:
     """Index sets of size ``max(1, round(f·n))`` that are prefixes of one seeded permutation (nested)."""
     order = np.random.default_rng(seed).permutation(n)
@@ -75,7 +53,7 @@ def nested_subsets(n: int, fractions, seed: int = 0) -> dict[float, np.ndarray]:
 def synthetic_records(folder, limit: int | None = None):
     """Generated PNGs + sidecars → :class:`~diffcxr.data.Record` list (labels of the conditioning report)."""
     from diffcxr.data.records import Record
-    from diffcxr.experiments.evaluation import read_generated
+    from diffcxr.evaluation.evaluate import read_generated
 
     items = read_generated(folder, limit, need_labels=True)
     records = [Record(id=g.id, image_path=g.path, report=g.report or "", labels=g.labels, split="synthetic",
@@ -106,7 +84,8 @@ def format_table(result: dict) -> str:
 def run_downstream(train_records, test_records, cfg: DownstreamConfig, synthetic=None, *, out_dir=None,
                    synthetic_only: bool = True, log=print) -> dict:
     """Run the study; returns ``{"config", "rows": [...], "per_finding": {...}}`` (also written to ``out_dir``)."""
-    from diffcxr.experiments.classifier import ClassifierTrainConfig, predict_scores, save_classifier, train_classifier
+    from diffcxr.evaluation.classifier import ClassifierTrainConfig, predict_scores, train_classifier
+    from diffcxr.models.cxr_classifier import save_classifier
     from diffcxr.metrics.auroc import per_finding_auroc
 
     if not train_records or not test_records:
@@ -114,8 +93,13 @@ def run_downstream(train_records, test_records, cfg: DownstreamConfig, synthetic
                            f"{len(test_records)} test")
     t0 = time.perf_counter()
     log(f"loading {len(train_records)} train + {len(test_records)} test real images at {cfg.size}px")
-    train_set, test_set = _InMemory(train_records, cfg.size), _InMemory(test_records, cfg.size)
-    synth_set = _InMemory(synthetic, cfg.size) if synthetic else None
+    from diffcxr.training.data import ImageSet
+
+    if not train_records or not test_records:
+        raise DiffCXRError("empty image set: the downstream study needs real train and test images")
+    train_set, test_set = (ImageSet(r, cfg.size, in_memory=True, skip_unreadable=False)
+                           for r in (train_records, test_records))
+    synth_set = ImageSet(synthetic, cfg.size, in_memory=True, skip_unreadable=False) if synthetic else None
     subsets = nested_subsets(len(train_set), cfg.fractions, cfg.seed)
     tcfg = ClassifierTrainConfig(image_size=cfg.size, channels=tuple(cfg.channels), epochs=10**6, max_steps=cfg.steps,
                                  batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
@@ -139,7 +123,7 @@ def run_downstream(train_records, test_records, cfg: DownstreamConfig, synthetic
         per_finding[name] = res.to_dict()
         if synth_set is not None:
             name_s = f"real{f:g}+synthetic"
-            res_s = fit_and_score(_Concat([real, synth_set]), name_s)
+            res_s = fit_and_score(torch.utils.data.ConcatDataset([real, synth_set]), name_s)
             row.update(n_synthetic=len(synth_set), mauc_with_synthetic=res_s.mauc)
             per_finding[name_s] = res_s.to_dict()
         rows.append(row)

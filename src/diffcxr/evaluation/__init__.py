@@ -1,0 +1,4 @@
+"""Evaluation drivers over the pure metrics of :mod:`diffcxr.metrics`: ``diffcxr evaluate``
+(:mod:`~diffcxr.evaluation.evaluate`), report adherence of a trained pipeline (:mod:`~diffcxr.evaluation.adherence`),
+the compact classifier trainer behind the yardstick (:mod:`~diffcxr.evaluation.classifier`) and the downstream
+"few real + synthetic" study (:mod:`~diffcxr.evaluation.downstream`)."""
