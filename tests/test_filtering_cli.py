@@ -87,7 +87,7 @@ def test_filter_cli_end_to_end_and_cache_reuse(tiny, capsys):
         (["rounds=2", "remove_fraction=0.5"], "100 %"),
         (["image_size=64"], "built for 32×32"),
         (["split=val"], "empty"),
-        (["n_clusterz=3"], "unknown filter config key 'n_clusterz'"),
+        (["n_clusterz=3"], "filter config overrides: unknown key 'n_clusterz'"),
     ],
 )
 def test_filter_cli_bad_input(tiny, capsys, extra, message):

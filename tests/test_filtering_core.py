@@ -125,7 +125,7 @@ def test_config_validation_and_overrides(tmp_path):
     path = tmp_path / "f.yaml"
     path.write_text("filter:\n  n_clusters: 5\n  frontal_only: true\n")
     assert load_config(path, ["seed=3"]).n_clusters == 5
-    with pytest.raises(DiffCXRError, match="unknown filter config key 'n_cluster'"):
+    with pytest.raises(DiffCXRError, match="unknown key 'n_cluster'"):
         load_config(None, ["n_cluster=3"])
     path.write_text("clusters: 5\n")
     with pytest.raises(DiffCXRError, match="'clusters'"):
@@ -134,7 +134,7 @@ def test_config_validation_and_overrides(tmp_path):
         FilterConfig(remove_fraction=0.25, rounds=4)
     with pytest.raises(DiffCXRError, match="remove_fraction must be in"):
         load_config(None, ["remove_fraction=1"])
-    with pytest.raises(DiffCXRError, match="n_clusters must be int"):
+    with pytest.raises(DiffCXRError, match="n_clusters must be an integer"):
         load_config(None, ["n_clusters=many"])
     with pytest.raises(DiffCXRError, match="feature must be one of"):
         load_config(None, ["feature=fancy"])
@@ -161,3 +161,17 @@ def test_manifest_round_trip(tmp_path):
         load_manifest(bad)
     with pytest.raises(DiffCXRError, match="not found"):
         load_manifest(tmp_path / "nope.csv")
+
+
+def test_filter_and_run_configs_share_one_coercion():
+    """One loader: the filter config accepts and rejects values exactly as the run configs do."""
+    from diffcxr.training.config import load_run_config
+
+    assert load_config(None, ["frontal_only=yes"]).frontal_only is True
+    assert load_run_config("tiny", ["data.frontal_only=yes"]).data.frontal_only is True
+    for bad_filter, bad_run in [("frontal_only=maybe", "data.frontal_only=maybe"), ("seed=1.5", "seed=1.5")]:
+        with pytest.raises(DiffCXRError) as filter_error:
+            load_config(None, [bad_filter])
+        with pytest.raises(DiffCXRError) as run_error:
+            load_run_config("tiny", [bad_run])
+        assert str(filter_error.value).split("must be")[1] == str(run_error.value).split("must be")[1]

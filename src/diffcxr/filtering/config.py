@@ -10,6 +10,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from diffcxr.configs.schema import apply_overrides, build_dataclass, read_yaml_mapping
 from diffcxr.errors import DiffCXRError
 
 FEATURES = ("flatten", "pool", "l2", "pool_l2")
@@ -100,32 +101,14 @@ class FilterConfig:
 
     # ------------------------------------------------------------------------------------------------------
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, object], where: str = "config") -> "FilterConfig":
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        values = {}
-        for key, value in mapping.items():
-            if key not in fields:
-                raise DiffCXRError(f"{where}: unknown filter config key {key!r} (known keys: {', '.join(fields)})")
-            values[key] = _coerce(key, value, fields[key].type, where)
-        return cls(**values)
+    def from_mapping(cls, mapping: Mapping[str, object], where: str = "filter config") -> "FilterConfig":
+        """Build from a flat mapping: unknown keys and ill-typed values are errors naming the key."""
+        return build_dataclass(cls, dict(mapping), "", where)
 
     def with_overrides(self, overrides: Iterable[str]) -> "FilterConfig":
         """Apply ``key=value`` strings (values parsed as YAML scalars, e.g. ``rounds=3``, ``cache=null``)."""
-        import yaml
-
-        values = self.to_dict()
-        for item in overrides:
-            key, sep, text = item.partition("=")
-            key = key.strip()
-            if not sep or not key:
-                raise DiffCXRError(f"override {item!r} is not key=value (e.g. n_clusters=16)")
-            if key not in values:
-                raise DiffCXRError(f"override {item!r}: unknown filter config key {key!r} (known keys: {', '.join(values)})")
-            try:
-                values[key] = yaml.safe_load(text) if text.strip() else None
-            except yaml.YAMLError:
-                values[key] = text
-        return type(self).from_mapping(values, where="overrides")
+        values = apply_overrides(self.to_dict(), [o for o in overrides], where="filter config overrides")
+        return type(self).from_mapping(values, where="filter config overrides")
 
 
 def check_budget(remove_fraction: float, rounds: int) -> None:
@@ -137,57 +120,14 @@ def check_budget(remove_fraction: float, rounds: int) -> None:
         )
 
 
-def _coerce(key: str, value: object, annotation: object, where: str) -> object:
-    """Check/convert one value to the field's type (YAML gives ints for floats, strings for ints from the CLI)."""
-    hint = annotation if not isinstance(annotation, str) else eval(annotation, {"typing": typing})  # noqa: S307
-    optional = typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
-    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
-    if value is None:
-        if optional:
-            return None
-        raise DiffCXRError(f"{where}: {key} must not be empty")
-    try:
-        if base is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("true", "yes", "1", "on"):
-                return True
-            if str(value).lower() in ("false", "no", "0", "off"):
-                return False
-            raise ValueError
-        if base is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if base is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if base is str:
-            if isinstance(value, (dict, list)):
-                raise ValueError
-            return str(value)
-    except (TypeError, ValueError):
-        raise DiffCXRError(f"{where}: {key} must be {getattr(base, '__name__', base)}, got {value!r}") from None
-    return value
-
-
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> FilterConfig:
     """Defaults ← YAML file (a flat mapping, or one nested under a ``filter:`` key) ← ``key=value`` overrides."""
     config = FilterConfig()
     if path is not None:
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise DiffCXRError(f"filter config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise DiffCXRError(f"filter config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if isinstance(data, dict) and set(data) == {"filter"}:
+        data = read_yaml_mapping(path, "filter config")
+        if set(data) == {"filter"}:
             data = data["filter"] or {}
         if not isinstance(data, dict):
-            raise DiffCXRError(f"filter config {path} must be a mapping of key: value")
-        config = FilterConfig.from_mapping(data, where=str(path))
+            raise DiffCXRError(f"filter config {path}: 'filter' must be a mapping of key: value")
+        config = FilterConfig.from_mapping(data, where=f"filter config {path}")
     return config.with_overrides(overrides)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from diffcxr.configs import config_dir, config_names, named_config
+from diffcxr.configs.schema import read_yaml_mapping
 from diffcxr.errors import DiffCXRError
 
 __all__ = ["MODEL_CONFIG_NAMES", "TOKEN_REDUCTIONS", "SQUEEZE_INITS", "load_model_config", "model_config_dir", "uvit_kwargs", "adapter_kwargs", "vae_kwargs",
@@ -60,12 +61,7 @@ def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
                 f"model config {str(name_or_path)!r} not found (give one of {', '.join(config_names('model'))} "
                 f"or a path to a YAML file)"
             )
-        import yaml
-
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise DiffCXRError(f"model config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raw = read_yaml_mapping(path, "model config")
         where = str(path)
     if not isinstance(raw, dict):
         raise DiffCXRError(f"model config {where} must be a mapping at the top level")
@@ -103,8 +99,6 @@ def _resolve_extends(raw: dict, where: str, depth: int = 0) -> dict:
         return raw
     if depth > 8:
         raise DiffCXRError(f"model config {where}: 'extends' chain is too deep (a cycle?)")
-    import yaml
-
     base_name = str(raw["extends"])
     path = named_config("model", base_name) or Path(base_name)
     sibling = Path(where).parent / base_name
@@ -112,10 +106,7 @@ def _resolve_extends(raw: dict, where: str, depth: int = 0) -> dict:
         path = sibling
     if not path.is_file():
         raise DiffCXRError(f"model config {where} extends {base_name!r}, which was not found")
-    base = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(base, dict):
-        raise DiffCXRError(f"model config {path} must be a mapping at the top level")
-    base = _resolve_extends(base, str(path), depth + 1)
+    base = _resolve_extends(read_yaml_mapping(path, "model config"), str(path), depth + 1)
     merged = {k: copy.deepcopy(v) for k, v in base.items()}
     for key, value in raw.items():
         if key == "extends":

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from diffcxr.configs import config_dir, config_names, named_config
+from diffcxr.configs.schema import apply_overrides, build_dataclass, read_yaml_mapping
 from diffcxr.errors import DiffCXRError
 
 __all__ = [
@@ -200,75 +201,6 @@ class RunConfig:
 # ---------------------------------------------------------------------------------------------------------------
 # validation / coercion
 # ---------------------------------------------------------------------------------------------------------------
-def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return value
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif hint is str:
-        if isinstance(value, bool):  # YAML reads a bare `no` / `yes` as a boolean
-            return "yes" if value else "no"
-        if isinstance(value, (str, int, float)):
-            return str(value)
-        if value is None:
-            return ""
-    elif origin is tuple:
-        args = typing.get_args(hint)
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and args[-1] is Ellipsis:
-            value = [value]
-        if isinstance(value, (list, tuple)):
-            if args and args[-1] is Ellipsis:
-                return tuple(_coerce(v, args[0], key, where) for v in value)
-            if len(value) == len(args):
-                return tuple(_coerce(v, a, key, where) for v, a in zip(value, args))
-    raise DiffCXRError(f"{where}: {key} must be {_type_name(hint)}, got {value!r}")
-
-
-def _type_name(hint) -> str:
-    if typing.get_origin(hint) is tuple:
-        args = typing.get_args(hint)
-        return f"a list of {args[0].__name__}" if args[-1] is Ellipsis else f"a list of {len(args)} numbers"
-    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
-
-
-def _build(cls, raw: dict, section: str, where: str):
-    if not isinstance(raw, dict):
-        raise DiffCXRError(f"{where}: section {section or 'top level'!r} must be a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in raw.items():
-        dotted = f"{section}.{key}" if section else key
-        if key not in names or (not section and key == "source"):
-            sect = f"section {section!r}" if section else "the top level"
-            raise DiffCXRError(f"{where}: unknown key {key!r} in {sect} (allowed: {', '.join(n for n in names if n != 'source')})")
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value or {}, dotted, where)
-        else:
-            kwargs[key] = _coerce(value, hint, dotted, where)
-    cfg = cls(**kwargs)
-    _check(cfg, section, where)
-    return cfg
-
-
 _CHOICES = {"lr_schedule": ("constant", "cosine"), "recon_loss": ("l1", "mse"), "mixed_precision": ("auto", "bf16", "no"),
             "dtype": ("float16", "bfloat16", "float32"), "beta_schedule": ("scaled_linear", "linear", "squaredcos_cap_v2")}
 
@@ -296,40 +228,8 @@ def train_config_dir() -> Path:
     return config_dir("train")
 
 
-def _parse_value(text: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...], where: str = "override") -> dict:
-    """Apply ``a.b=value`` strings (values parsed as YAML: ``1e-4``, ``true``, ``[0.9, 0.99]``) to a raw dict."""
-    for item in overrides or ():
-        if "=" not in item:
-            raise DiffCXRError(f"override {item!r} must look like key=value (e.g. base.lr=1e-4)")
-        key, text = item.split("=", 1)
-        parts = [p for p in key.strip().split(".") if p]
-        if not parts:
-            raise DiffCXRError(f"override {item!r} has an empty key")
-        node = raw
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise DiffCXRError(f"override {item!r}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = _parse_value(text.strip())
-    return raw
-
-
 def load_run_config(name_or_path: str | os.PathLike | dict, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Load a run config by name (``tiny``, ``cpu-mini``, ``paper``), YAML path, or dict; apply overrides."""
-    import yaml
-
     if isinstance(name_or_path, dict):
         raw, where, source = dict(name_or_path), "<dict>", ""
     else:
@@ -337,15 +237,10 @@ def load_run_config(name_or_path: str | os.PathLike | dict, overrides: list[str]
         if not path.is_file():
             raise DiffCXRError(f"training config {str(name_or_path)!r} not found (give one of "
                                f"{', '.join(config_names('train'))} or a YAML file)")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise DiffCXRError(f"training config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raw = read_yaml_mapping(path, "training config")
         where, source = f"training config {path}", str(path.resolve())
-    if not isinstance(raw, dict):
-        raise DiffCXRError(f"{where} must be a mapping at the top level")
     raw = apply_overrides(_deepcopy(raw), overrides, where)
-    cfg = _build(RunConfig, raw, "", where)
+    cfg = build_dataclass(RunConfig, raw, "", where, hidden=("source",), check=_check)
     cfg.source = source
     cfg.model_config()  # validate the referenced model config now, not after an hour of VAE training
     return cfg
