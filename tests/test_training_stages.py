@@ -112,16 +112,16 @@ def test_cli_errors_are_one_line(tmp_path, phantom_dir, capsys):  # noqa: F811
 
 
 def test_classifier_label_policy_not_mentioned_is_negative_by_default():
-    from diffcxr.training.classifier import masked_bce
+    from diffcxr.training.classifier import masked_bce, policy_targets
     from diffcxr.training.config import ClassifierConfig
 
-    assert ClassifierConfig().missing == "negative"
+    assert (ClassifierConfig().uncertain, ClassifierConfig().missing) == ("positive", "negative")
     nan = float("nan")
     logits = torch.tensor([[4.0, 4.0, 4.0]])
     labels = torch.tensor([[1.0, nan, -1.0]])
     # not mentioned -> negative: a confident positive logit on the NaN finding is penalised
-    as_negative = masked_bce(logits, labels, uncertain_as=1.0, missing_as=0.0)
-    excluded = masked_bce(logits, labels, uncertain_as=1.0, missing_as=None)
+    as_negative = masked_bce(logits, policy_targets(labels, "positive", "negative"))
+    excluded = masked_bce(logits, policy_targets(labels, "positive", "exclude"))
     assert as_negative > 1.0 > excluded
     assert torch.isclose(excluded, torch.nn.functional.softplus(torch.tensor(-4.0)))  # two positives, NaN left out
 

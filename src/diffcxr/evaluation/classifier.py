@@ -5,7 +5,7 @@
 module is the compact variant the downstream study runs many times: one function, :func:`train_classifier`, on
 any dataset whose items are dicts with ``pixel_values`` (1×S×S in [-1, 1]) and ``labels`` (14 floats, 1/0/-1/NaN).
 
-Label policy in training (:func:`diffcxr.metrics.auroc.map_labels`): uncertain → ``uncertain`` (default
+Label policy in training (:func:`diffcxr.findings.map_labels`): uncertain → ``uncertain`` (default
 positive, "U-Ones"), not mentioned → ``missing`` (default negative); labels mapped to "exclude" are masked out
 of the BCE loss. Same loss (:func:`~diffcxr.training.classifier.masked_bce`) and augmentation
 (:func:`~diffcxr.training.classifier.augment`) as the training stage.
@@ -23,7 +23,7 @@ import torch
 from diffcxr.errors import DiffCXRError
 from diffcxr.findings import CHEXPERT_FINDINGS
 from diffcxr.models.cxr_classifier import CXRClassifier
-from diffcxr.training.classifier import augment, masked_bce
+from diffcxr.training.classifier import augment, masked_bce, policy_targets
 
 __all__ = ["ClassifierTrainConfig", "train_classifier", "predict_scores"]
 
@@ -43,13 +43,6 @@ class ClassifierTrainConfig:
     seed: int = 0
     threads: int = 0  # torch threads (0 = leave as is)
     device: str = "cpu"  # where to train ("cuda" on a GPU); the returned model stays there
-
-
-def _targets(labels: torch.Tensor, cfg: ClassifierTrainConfig) -> torch.Tensor:
-    """Labels ``(B, 14)`` (1/0/-1/NaN) → 1/0/NaN targets under the config's policy (NaN = masked out)."""
-    from diffcxr.metrics.auroc import map_labels
-
-    return torch.from_numpy(map_labels(labels.numpy(), cfg.uncertain, cfg.missing)).float()
 
 
 def train_classifier(train_set, cfg: ClassifierTrainConfig | None = None, *, log=None) -> CXRClassifier:
@@ -80,7 +73,7 @@ def train_classifier(train_set, cfg: ClassifierTrainConfig | None = None, *, log
             x = batch["pixel_values"].float().to(cfg.device)
             if cfg.augment:
                 x = augment(x, gen)
-            loss = masked_bce(model(x), _targets(batch["labels"], cfg).to(cfg.device))
+            loss = masked_bce(model(x), policy_targets(batch["labels"], cfg.uncertain, cfg.missing).to(cfg.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -20,11 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from diffcxr.errors import DiffCXRError
-from diffcxr.findings import CHEXPERT_FINDINGS
+from diffcxr.findings import CHEXPERT_FINDINGS, map_labels
 
 __all__ = ["AUROCResult", "map_labels", "per_finding_auroc", "binary_auroc"]
-
-_POLICIES = {"exclude", "positive", "negative"}
 
 
 @dataclass
@@ -70,19 +68,6 @@ def binary_auroc(y: np.ndarray, s: np.ndarray) -> float:
     ranks[order] = np.repeat(avg, counts)
     n_pos, n_neg = y.sum(), (~y).sum()
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def map_labels(labels: np.ndarray, uncertain: str = "exclude", missing: str = "negative") -> np.ndarray:
-    """Map ``1/0/-1/NaN`` labels to ``1/0/NaN`` (NaN = excluded) under the two policies."""
-    if uncertain not in _POLICIES or missing not in _POLICIES:
-        raise DiffCXRError(f"label policies must be one of {sorted(_POLICIES)}, got uncertain={uncertain!r}, missing={missing!r}")
-    out = np.asarray(labels, dtype=np.float64).copy()
-    value = {"exclude": np.nan, "positive": 1.0, "negative": 0.0}
-    nan = np.isnan(out)
-    unc = out == -1
-    out[nan] = value[missing]
-    out[unc] = value[uncertain]
-    return out
 
 
 def per_finding_auroc(scores, labels, findings=CHEXPERT_FINDINGS, *, uncertain: str = "exclude",

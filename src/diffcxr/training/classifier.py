@@ -2,10 +2,10 @@
 
 Evaluation uses it to score generated images (mAUC against the conditioning report's labels) and as an offline
 feature extractor (``features()``: the pooled penultimate activations) for FID-style statistics, since no
-pretrained CXR/Inception weights can be downloaded here. BCE with CheXpert's usual label policy: not mentioned
-(NaN) counts as negative (``missing: exclude`` masks it out instead: then a finding reports never negate, such
-as support devices, has only positive targets and is not learned), uncertain (-1) counts as ``uncertain_as``
-(1.0 by default, "U-ones"). Light augmentation: random shifts of up to 1/16 of the image and small
+pretrained CXR/Inception weights can be downloaded here. BCE under the project's one label policy
+(:func:`diffcxr.findings.map_labels`) with CheXpert's usual settings: not mentioned (NaN) counts as negative
+(``missing: exclude`` masks it out instead: then a finding reports never negate, such as support devices, has
+only positive targets and is not learned), uncertain (-1) as positive (``uncertain: positive``, "U-ones"). Light augmentation: random shifts of up to 1/16 of the image and small
 brightness/contrast changes, drawn from the step's seeded generator. Saves ``<out>/classifier/classifier``
 (``CXRClassifier.from_pretrained``) and hold-out AUROCs in ``metrics.json``.
 """
@@ -13,36 +13,33 @@ brightness/contrast changes, drawn from the step's seeded generator. Saves ``<ou
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from diffcxr.errors import DiffCXRError
+from diffcxr.findings import CHEXPERT_FINDINGS, map_labels
 from diffcxr.models.cxr_classifier import CXRClassifier
 from diffcxr.training.common import Session, stage_complete
 from diffcxr.training.config import RunConfig, save_run_info
 from diffcxr.training.data import ImageSet, select_records
 
-__all__ = ["CXRClassifier", "train_classifier", "masked_bce", "augment", "evaluate_auroc"]
+__all__ = ["train_classifier", "masked_bce", "policy_targets", "augment", "evaluate_auroc"]
 
 
-MISSING_POLICIES = {"negative": 0.0, "exclude": None}
-
-
-def masked_bce(logits: torch.Tensor, labels: torch.Tensor, uncertain_as: float = 1.0,
-               missing_as: float | None = None) -> torch.Tensor:
-    """Mean BCE over the (sample, finding) pairs whose label is not NaN; uncertain (-1) → ``uncertain_as``;
-    not mentioned (NaN) → ``missing_as``, or left out of the mean when ``missing_as`` is None."""
-    if missing_as is not None:
-        labels = torch.nan_to_num(labels, nan=missing_as)
-    mask = ~torch.isnan(labels)
-    target = torch.where(labels == -1, torch.full_like(labels, uncertain_as), labels)
-    target = torch.nan_to_num(target, nan=0.0).clamp(0, 1)
-    loss = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean BCE over the (sample, finding) pairs whose target is not NaN; ``targets`` are 1/0/NaN, i.e. labels
+    after the label policy (:func:`diffcxr.findings.map_labels`)."""
+    mask = ~torch.isnan(targets)
+    loss = F.binary_cross_entropy_with_logits(logits.float(), torch.nan_to_num(targets.float(), nan=0.0),
+                                              reduction="none")
     return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+def policy_targets(labels: torch.Tensor, uncertain: str, missing: str) -> torch.Tensor:
+    """Labels ``(B, 14)`` (1/0/-1/NaN) → float targets 1/0/NaN under the label policy, on the labels' device."""
+    return torch.from_numpy(map_labels(labels.cpu().numpy(), uncertain, missing)).float().to(labels.device)
 
 
 def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -61,13 +58,8 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 def train_classifier(run: RunConfig, data_spec: str, out_root, *, manifest: str | None = None, resume: bool = False,
                      mixed_precision: str | None = None, progress: bool = True, step_callback=None) -> Path:
-    from diffcxr.findings import CHEXPERT_FINDINGS
-
     out = Path(out_root) / "classifier"
     mcfg, cfg = run.model_config(), run.classifier
-    if cfg.missing not in MISSING_POLICIES:
-        raise DiffCXRError(f"classifier.missing must be one of {', '.join(MISSING_POLICIES)}, got {cfg.missing!r}")
-    missing_as = MISSING_POLICIES[cfg.missing]
     if resume and stage_complete(out, cfg.max_steps):
         print(f"[classifier] already complete in {out}", flush=True)
         return out
@@ -102,7 +94,7 @@ def train_classifier(run: RunConfig, data_spec: str, out_root, *, manifest: str 
             labels = images.labels(indices).to(session.device)
             if cfg.augment:
                 pixels = augment(pixels, session.generator(state, micro))
-            loss = masked_bce(prepared(pixels), labels, cfg.uncertain_as, missing_as)
+            loss = masked_bce(prepared(pixels), policy_targets(labels, cfg.uncertain, cfg.missing))
             session.check_finite(loss, state)
             session.backward(loss, prepared, micro)
         grad_norm = session.optimizer_step(prepared, optimizer, scheduler, ema, state)
@@ -116,8 +108,8 @@ def train_classifier(run: RunConfig, data_spec: str, out_root, *, manifest: str 
         with session.ema_weights(prepared):
             model.eval()
             model.save_pretrained(out / "classifier", safe_serialization=True)
-            metrics = evaluate_auroc(model, ImageSet(holdout_records, mcfg["image_size"]), cfg.uncertain_as,
-                                     missing_as)
+            metrics = evaluate_auroc(model, ImageSet(holdout_records, mcfg["image_size"]), cfg.uncertain,
+                                     cfg.missing)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         print(f"[classifier] hold-out mAUC {metrics.get('mauc', float('nan')):.3f} over "
               f"{len(metrics.get('auroc', {}))} findings; saved {out / 'classifier'}", flush=True)
@@ -126,28 +118,18 @@ def train_classifier(run: RunConfig, data_spec: str, out_root, *, manifest: str 
 
 
 @torch.no_grad()
-def evaluate_auroc(model: CXRClassifier, images: ImageSet, uncertain_as: float = 1.0, missing_as: float | None = None,
+def evaluate_auroc(model: CXRClassifier, images: ImageSet, uncertain: str = "positive", missing: str = "negative",
                    batch_size: int = 64) -> dict:
-    """Per-finding AUROC on labelled hold-out images (findings with both classes present) and their mean;
-    labels as in training (uncertain → ``uncertain_as``, not mentioned → ``missing_as`` or left out)."""
-    from sklearn.metrics import roc_auc_score
+    """Per-finding AUROC on labelled hold-out images (findings with both classes present) and their mean,
+    labels read with the training label policy."""
+    from diffcxr.metrics import per_finding_auroc
+    from diffcxr.models.cxr_classifier import classifier_scores
 
     if len(images) == 0:
         return {}
-    scores, labels = [], []
-    for s in range(0, len(images), batch_size):
-        idx = list(range(s, min(s + batch_size, len(images))))
-        scores.append(torch.sigmoid(model(images.batch(idx).to(model.device)).float()).cpu())
-        labels.append(images.labels(idx))
-    scores_np, labels_np = torch.cat(scores).numpy(), torch.cat(labels).numpy()
-    labels_np = np.where(labels_np == -1, uncertain_as, labels_np)
-    if missing_as is not None:
-        labels_np = np.nan_to_num(labels_np, nan=missing_as)
-    auroc = {}
-    for j, name in enumerate(model.config.label_names or range(scores_np.shape[1])):
-        keep = ~np.isnan(labels_np[:, j])
-        y = labels_np[keep, j] > 0.5
-        if keep.sum() >= 2 and 0 < y.sum() < len(y):
-            auroc[str(name)] = float(roc_auc_score(y, scores_np[keep, j]))
-    mauc = float(np.mean(list(auroc.values()))) if auroc else math.nan
-    return {"auroc": auroc, "mauc": mauc, "n": int(len(images))}
+    batches = [list(range(s, min(s + batch_size, len(images)))) for s in range(0, len(images), batch_size)]
+    scores = np.concatenate([classifier_scores(model, images.batch(idx).to(model.device)) for idx in batches])
+    labels = torch.cat([images.labels(idx) for idx in batches]).numpy()
+    result = per_finding_auroc(scores, labels, model.config.label_names or CHEXPERT_FINDINGS, uncertain=uncertain,
+                               missing=missing)
+    return {"auroc": result.per_finding, "mauc": result.mauc, "n": int(len(images))}

@@ -28,6 +28,7 @@ from typing import Any
 from diffcxr.configs import config_dir, config_names, named_config
 from diffcxr.configs.schema import apply_overrides, build_dataclass, read_yaml_mapping
 from diffcxr.errors import DiffCXRError
+from diffcxr.findings import LABEL_POLICIES
 
 __all__ = [
     "StageConfig", "VAEConfig", "VLMConfig", "DiffusionConfig", "AdapterConfig", "ClassifierConfig",
@@ -124,8 +125,9 @@ class ClassifierConfig(StageConfig):
     lr: float = 1e-3
     weight_decay: float = 1e-4
     channels: tuple[int, ...] = (32, 64, 128, 256)
-    uncertain_as: float = 1.0  # value used for uncertain (-1) labels in the BCE target
-    missing: str = "negative"  # not-mentioned (NaN) labels: "negative" (CheXpert practice) or "exclude" (masked out)
+    # label policy (diffcxr.findings.map_labels): positive | negative | exclude (left out of the loss)
+    uncertain: str = "positive"  # uncertain (-1): "U-ones", as CheXpert baselines train
+    missing: str = "negative"  # not mentioned (NaN): negative (CheXpert practice); "exclude" leaves it out
     augment: bool = True
 
 
@@ -202,7 +204,8 @@ class RunConfig:
 # validation / coercion
 # ---------------------------------------------------------------------------------------------------------------
 _CHOICES = {"lr_schedule": ("constant", "cosine"), "recon_loss": ("l1", "mse"), "mixed_precision": ("auto", "bf16", "no"),
-            "dtype": ("float16", "bfloat16", "float32"), "beta_schedule": ("scaled_linear", "linear", "squaredcos_cap_v2")}
+            "dtype": ("float16", "bfloat16", "float32"), "beta_schedule": ("scaled_linear", "linear", "squaredcos_cap_v2"),
+            "uncertain": LABEL_POLICIES, "missing": LABEL_POLICIES}
 
 
 def _check(cfg, section: str, where: str) -> None:
