@@ -11,7 +11,6 @@ machine, and by wall clock) and CPU µs/report, plus the one-off import/compile 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path

@@ -128,7 +128,7 @@ def test_optional_backends_missing_give_clear_error(monkeypatch):
 
 
 def test_group_bootstrap_resamples_whole_reports():
-    from diffcxr.metrics import bootstrap_interval, group_bootstrap
+    from diffcxr.metrics import group_bootstrap
 
     groups = ["a", "a", "b", "b", "c", "c", "c"]
     for idx in group_bootstrap(groups, 20, seed=1):

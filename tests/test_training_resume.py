@@ -15,7 +15,7 @@ from _training_fixtures import copy_frozen, frozen_parts, phantom_dir, tiny_run 
 from safetensors.torch import load_file
 
 from diffcxr.training import train_stage
-from diffcxr.training.common import read_log
+from diffcxr.training.run_log import read_log
 
 OVERRIDES = ("sample.num_reports=0", "base.max_steps=3", "base.checkpoint_every=2", "base.grad_accum=2",
              "base.ema_decay=0.9", "base.cond_drop_prob=0.5")

@@ -11,7 +11,6 @@ rounding are clipped to 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch

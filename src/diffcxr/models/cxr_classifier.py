@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
@@ -82,7 +83,7 @@ def load_classifier(directory) -> CXRClassifier:
 
 
 @torch.no_grad()
-def classifier_scores(classifier: nn.Module, images: torch.Tensor) -> "np.ndarray":
+def classifier_scores(classifier: nn.Module, images: torch.Tensor) -> np.ndarray:
     """Sigmoid scores ``(B, 14)`` (CheXpert order) for images ``(B, 1, H, W)`` in [-1, 1], resized to the
     classifier's input size when they differ."""
     from diffcxr.findings import CHEXPERT_FINDINGS

@@ -287,7 +287,7 @@ class DiffCXRPipeline(DiffusionPipeline):
         For tests, benchmarks and as the starting point of training. The report encoder is built from the config's
         ``report_encoder.text_encoder`` (``tiny-bert``, ``minilm`` or a hub id) unless one is given.
         """
-        from diffcxr.models.configs import adapter_kwargs, load_model_config, uvit_kwargs
+        from diffcxr.models.configs import load_model_config, uvit_kwargs
         from diffcxr.models.vae import vae_from_model_config
 
         cfg = load_model_config(config)

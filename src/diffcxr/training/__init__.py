@@ -1,4 +1,4 @@
-"""Training of every Diff-CXR stage on ``accelerate`` (one explicit loop per stage; see ``common.py``).
+"""Training of every Diff-CXR stage on ``accelerate`` (one explicit loop per stage; what they share is ``session.py``).
 
 >>> from diffcxr.training import load_run_config, train
 >>> run = load_run_config("tiny", ["base.max_steps=10"])

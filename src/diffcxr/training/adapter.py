@@ -18,7 +18,7 @@ from torch import nn
 from diffcxr.errors import DiffCXRError
 from diffcxr.models.diffusion import epsilon_loss, noise_latents, training_scheduler
 from diffcxr.training.base import drop_conditions, write_sample_grid
-from diffcxr.training.common import Session, stage_complete
+from diffcxr.training.session import Session, stage_complete
 from diffcxr.training.config import RunConfig, save_run_info
 from diffcxr.training.data import select_records
 

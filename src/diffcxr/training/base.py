@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from diffcxr.training.common import Session, stage_complete
+from diffcxr.training.session import Session, stage_complete
 from diffcxr.training.config import RunConfig, save_run_info
 from diffcxr.training.data import select_records
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from diffcxr.findings import CHEXPERT_FINDINGS, map_labels
 from diffcxr.models.cxr_classifier import CXRClassifier
-from diffcxr.training.common import Session, stage_complete
+from diffcxr.training.session import Session, stage_complete
 from diffcxr.training.config import RunConfig, save_run_info
 from diffcxr.training.data import ImageSet, select_records
 

@@ -21,7 +21,6 @@ import os
 import platform
 import subprocess
 import sys
-import typing
 from pathlib import Path
 from typing import Any
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffcxr.training.common import Session, stage_complete
+from diffcxr.training.session import Session, stage_complete
 from diffcxr.training.config import RunConfig, save_run_info
 from diffcxr.training.data import ImageSet, select_records
 

@@ -11,8 +11,10 @@ import torch
 from _training_fixtures import phantom_dir, tiny_run  # noqa: F401 - pytest fixture
 
 from diffcxr.errors import DiffCXRError
-from diffcxr.training import common
-from diffcxr.training.common import Checkpointer, TrainState, TrainingDiverged, epoch_permutation
+from diffcxr.training import checkpoint, data_order, precision
+from diffcxr.training.checkpoint import Checkpointer, TrainState
+from diffcxr.training.data_order import epoch_permutation
+from diffcxr.training.session import Session, TrainingDiverged
 
 
 def _model_and_optimizer(seed=0):
@@ -80,7 +82,7 @@ def test_crash_mid_write_never_corrupts_latest(tmp_path, monkeypatch, fail_at):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
-    real_save, real_replace = common._save_tensors, os.replace
+    real_save, real_replace = checkpoint._save_tensors, os.replace
 
     def bad_save(tensors, path):
         if fail_at == "optimizer" and path.name == "optimizer.safetensors":
@@ -94,8 +96,8 @@ def test_crash_mid_write_never_corrupts_latest(tmp_path, monkeypatch, fail_at):
             raise OSError("killed")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(common, "_save_tensors", bad_save)
-    monkeypatch.setattr(common.os, "replace", bad_replace)
+    monkeypatch.setattr(checkpoint, "_save_tensors", bad_save)
+    monkeypatch.setattr(checkpoint.os, "replace", bad_replace)
     with pytest.raises(OSError):
         ck.save(2, {"m": model}, opt, sched, state=TrainState(step=2))
     monkeypatch.undo()
@@ -121,8 +123,8 @@ def test_data_order_depends_only_on_seed_and_epoch():
     assert sorted(a) == list(range(50))
     assert a != epoch_permutation(50, seed=1, epoch=4) and a != epoch_permutation(50, seed=2, epoch=3)
     # two ranks see disjoint shards of the same permutation
-    r0 = common._rank_batches(50, 5, 1, 3, 0, 2)
-    r1 = common._rank_batches(50, 5, 1, 3, 1, 2)
+    r0 = data_order.rank_batches(50, 5, 1, 3, 0, 2)
+    r1 = data_order.rank_batches(50, 5, 1, 3, 1, 2)
     assert not set(sum(r0, [])) & set(sum(r1, []))
 
 
@@ -130,7 +132,7 @@ def test_lr_warmup_then_constant_and_cosine(tmp_path):
     run = tiny_run("base.warmup_steps=4", "base.max_steps=10", "vlm.warmup_steps=2", "vlm.max_steps=10",
                    "vlm.lr=1e-3", "vlm.min_lr=1e-5")
     for stage, check in (("base", "constant"), ("vlm", "cosine")):
-        session = common.Session(run, stage, tmp_path / stage, progress=False)
+        session = Session(run, stage, tmp_path / stage, progress=False)
         opt = session.optimizer([torch.nn.Parameter(torch.zeros(1))])
         sched = session.lr_scheduler(opt)
         lrs = []
@@ -145,9 +147,9 @@ def test_lr_warmup_then_constant_and_cosine(tmp_path):
 
 
 def test_bf16_detection_is_consistent():
-    assert common.resolve_mixed_precision("no", cpu=True) == "no"
-    assert common.resolve_mixed_precision("auto", cpu=True) in ("bf16", "no")
-    assert common.resolve_mixed_precision("auto", cpu=True) == ("bf16" if common.bf16_supported("cpu") else "no")
+    assert precision.resolve_mixed_precision("no", cpu=True) == "no"
+    assert precision.resolve_mixed_precision("auto", cpu=True) in ("bf16", "no")
+    assert precision.resolve_mixed_precision("auto", cpu=True) == ("bf16" if precision.bf16_supported("cpu") else "no")
 
 
 def test_nan_loss_stops_with_clear_error_and_checkpoint_survives(tmp_path, phantom_dir):  # noqa: F811
