@@ -1,6 +1,6 @@
 """Benchmark: the evaluation yardsticks behave on digital phantoms (64×64).
 
-1. A CXR classifier (``diffcxr.evaluation.classifier``, channels 32-64-128-256, 8,000 steps) trained on the
+1. A CXR classifier (``diffcxr.training.classifier.fit_classifier``, channels 32-64-128-256, 8,000 steps) trained on the
    *train* split of freshly generated phantoms (5,000, seed 0: the same phantoms as ``runs/phantoms5k``) reaches
    mAUC ≥ 0.9 on held-out phantoms (val + test splits); per-finding AUROC is printed (uncertain excluded, not
    mentioned = negative). ``--save DIR`` keeps it: the yardstick classifier for ``diffcxr evaluate --classifier``.
@@ -9,7 +9,7 @@
    real-vs-noise (uniform noise images) and real-vs-untrained-model (a randomly initialised ``tiny``
    DiffCXRPipeline, 32×32 upsampled to 64, from the same reports). Every comparison uses the same N per side.
 
-    python benchmarks/eval_phantoms.py --device cuda --save runs/yardstick/classifier   # ~95 s on an H200
+    python benchmarks/eval_phantoms.py --save runs/yardstick   # the classifier in runs/yardstick/classifier;   # ~95 s on an H200
     nice .venv/bin/python benchmarks/eval_phantoms.py          # the same on CPU: ~30 min on 2 shared cores
     nice .venv/bin/python benchmarks/eval_phantoms.py --quick  # smaller, for a smoke run (fails the 0.9 check)
 
@@ -36,8 +36,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: oversubscribed shared cores make 2 threads slower)")
-    ap.add_argument("--device", default="cpu", help="where the classifier trains (cuda on a GPU)")
-    ap.add_argument("--save", help="also save the trained classifier here (a CXRClassifier folder for --classifier)")
+    ap.add_argument("--save", help="also keep the classifier's training folder here (usable as --classifier)")
     ap.add_argument("--data", help="reuse this phantom folder instead of generating into a temp dir")
     ap.add_argument("--quick", action="store_true", help="n=400, per-side=100, steps=120")
     args = ap.parse_args()
@@ -46,7 +45,9 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from diffcxr.data import load_image, read_records
     from diffcxr.data.phantom import make_phantom_dataset
-    from diffcxr.evaluation.classifier import ClassifierTrainConfig, predict_scores, train_classifier
+    from diffcxr.evaluation.downstream import DownstreamConfig, classifier_run
+    from diffcxr.models.cxr_classifier import predict_scores
+    from diffcxr.training.classifier import fit_classifier
     from diffcxr.training.data import ImageSet
     from diffcxr.metrics import StreamingGaussianStats, frechet_distance, per_finding_auroc
     from diffcxr.metrics.extractors import cxr_extractor, random_extractor
@@ -64,17 +65,14 @@ def main() -> int:
 
     # -- 1. classifier on real phantoms ---------------------------------------------------------------------------
     train_set, held_set = (ImageSet(r, args.size, in_memory=True, skip_unreadable=False) for r in (train, held))
-    cfg = ClassifierTrainConfig(image_size=args.size, channels=tuple(int(c) for c in args.channels.split(",")), epochs=10**6, max_steps=args.steps,
-                                batch_size=32, lr=2e-3, seed=args.seed, device=args.device)
+    run = classifier_run(DownstreamConfig(size=args.size, steps=args.steps, batch_size=32, lr=2e-3, seed=args.seed,
+                                          channels=tuple(int(c) for c in args.channels.split(","))))
     t = time.perf_counter()
-    model = train_classifier(train_set, cfg)
+    model = fit_classifier(run, train_set, Path(args.save or Path(tmp.name) / "classifier"), image_size=args.size,
+                           progress=False)  # on the accelerator's device: a GPU when there is one
     scores, labels = predict_scores(model, held_set)
     model.cpu()
     res = per_finding_auroc(scores, labels)
-    if args.save:
-        from diffcxr.models.cxr_classifier import save_classifier
-
-        save_classifier(model, args.save)
     print(f"\nclassifier: {args.steps} steps on {len(train)} phantoms ({time.perf_counter() - t:.0f} s); "
           f"held-out ({len(held)} phantoms) per-finding AUROC:\n{res.table()}\n", flush=True)
 

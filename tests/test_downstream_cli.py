@@ -43,7 +43,7 @@ def test_downstream_runs_and_writes_table(tiny, capsys):
     assert result["rows"][0]["n_real"] * 2 == pytest.approx(result["rows"][1]["n_real"], abs=1)
     assert all(r["n_synthetic"] == 5 and r["mauc_with_synthetic"] is not None for r in result["rows"])
     assert result["synthetic_only"] is not None
-    assert (out / "classifiers" / "real1" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (out / "classifiers" / "real1" / "classifier" / "diffusion_pytorch_model.safetensors").is_file()
     printed = capsys.readouterr().out
     assert "mAUC real only" in printed and "50%" in printed
 

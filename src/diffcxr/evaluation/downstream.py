@@ -1,7 +1,7 @@
 """The downstream study: does "few real + synthetic" training data reach the mAUC of all real data?
 
 For each fraction ``f`` of the real training split (nested subsets from one seeded permutation, so 1 % ⊂ 10 %
-⊂ 100 %), train the CXR classifier (:func:`diffcxr.evaluation.classifier.train_classifier`) on
+⊂ 100 %), train the CXR classifier (:func:`diffcxr.training.classifier.fit_classifier`, as the training stage does) on
 
 - the real subset only, and
 - the real subset plus ``N`` synthetic images (generated from training reports outside the smallest subset),
@@ -23,7 +23,7 @@ import torch
 
 from diffcxr.errors import DiffCXRError
 
-__all__ = ["DownstreamConfig", "nested_subsets", "synthetic_records", "run_downstream", "format_table"]
+__all__ = ["DownstreamConfig", "classifier_run", "nested_subsets", "synthetic_records", "run_downstream", "format_table"]
 
 
 @dataclass
@@ -81,37 +81,47 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def classifier_run(cfg: DownstreamConfig):
+    """The run config of every classifier of the study: ``cfg.steps`` AdamW steps (weight decay 1e-4) at
+    ``cfg.lr`` with a cosine schedule, no EMA, fp32, U-ones / not mentioned = negative in training."""
+    from diffcxr.training.config import load_run_config
+
+    return load_run_config({"name": "downstream", "model": "tiny", "seed": cfg.seed, "mixed_precision": "no",
+                            "classifier": {"max_steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
+                                           "channels": list(cfg.channels), "weight_decay": 1e-4,
+                                           "lr_schedule": "cosine", "ema_decay": 0.0, "checkpoint_every": 0,
+                                           "keep_last": 1, "uncertain": "positive", "missing": "negative"}})
+
+
 def run_downstream(train_records, test_records, cfg: DownstreamConfig, synthetic=None, *, out_dir=None,
                    synthetic_only: bool = True, log=print) -> dict:
     """Run the study; returns ``{"config", "rows": [...], "per_finding": {...}}`` (also written to ``out_dir``)."""
-    from diffcxr.evaluation.classifier import ClassifierTrainConfig, predict_scores, train_classifier
-    from diffcxr.models.cxr_classifier import save_classifier
+    import tempfile
+
     from diffcxr.metrics.auroc import per_finding_auroc
+    from diffcxr.models.cxr_classifier import predict_scores
+    from diffcxr.training.classifier import fit_classifier
+    from diffcxr.training.data import ImageSet
 
     if not train_records or not test_records:
         raise DiffCXRError(f"need real training and test images, got {len(train_records)} train and "
                            f"{len(test_records)} test")
     t0 = time.perf_counter()
     log(f"loading {len(train_records)} train + {len(test_records)} test real images at {cfg.size}px")
-    from diffcxr.training.data import ImageSet
-
-    if not train_records or not test_records:
-        raise DiffCXRError("empty image set: the downstream study needs real train and test images")
     train_set, test_set = (ImageSet(r, cfg.size, in_memory=True, skip_unreadable=False)
                            for r in (train_records, test_records))
     synth_set = ImageSet(synthetic, cfg.size, in_memory=True, skip_unreadable=False) if synthetic else None
     subsets = nested_subsets(len(train_set), cfg.fractions, cfg.seed)
-    tcfg = ClassifierTrainConfig(image_size=cfg.size, channels=tuple(cfg.channels), epochs=10**6, max_steps=cfg.steps,
-                                 batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
+    run = classifier_run(cfg)
+    scratch = tempfile.TemporaryDirectory(prefix="diffcxr-downstream-")
 
     def fit_and_score(dataset, name):
         t = time.perf_counter()
-        model = train_classifier(dataset, tcfg)
+        folder = Path(out_dir) / "classifiers" / name if out_dir is not None else Path(scratch.name) / name
+        model = fit_classifier(run, dataset, folder, image_size=cfg.size, progress=False)
         scores, labels = predict_scores(model, test_set)
         res = per_finding_auroc(scores, labels, uncertain=cfg.uncertain, missing=cfg.missing)
         log(f"  {name}: {len(dataset)} images, mAUC {res.mauc:.3f} ({time.perf_counter() - t:.0f}s)")
-        if out_dir is not None:
-            save_classifier(model, Path(out_dir) / "classifiers" / name)
         return res
 
     rows, per_finding = [], {}
@@ -135,6 +145,7 @@ def run_downstream(train_records, test_records, cfg: DownstreamConfig, synthetic
         result["synthetic_only"] = res.mauc
         per_finding["synthetic_only"] = res.to_dict()
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    scratch.cleanup()
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

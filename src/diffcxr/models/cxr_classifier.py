@@ -1,7 +1,7 @@
 """CXR classifier over the 14 CheXpert findings: the evaluation yardstick (mAUC) and offline FID feature network.
 
 Trained on real images by ``diffcxr train classifier`` (:mod:`diffcxr.training.classifier`) or in memory by
-``diffcxr downstream`` (:mod:`diffcxr.evaluation.classifier`); both save it with ``save_pretrained``.
+``diffcxr downstream`` (both through :func:`diffcxr.training.classifier.fit_classifier`), saved with ``save_pretrained``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 from diffcxr.errors import DiffCXRError
 from diffcxr.models.conv_stages import conv_stages
 
-__all__ = ["CXRClassifier", "save_classifier", "load_classifier", "model_image_size", "classifier_scores"]
+__all__ = ["CXRClassifier", "save_classifier", "load_classifier", "model_image_size", "classifier_scores", "predict_scores"]
 
 
 class CXRClassifier(ModelMixin, ConfigMixin):
@@ -96,3 +96,18 @@ def classifier_scores(classifier: nn.Module, images: torch.Tensor) -> np.ndarray
     if logits.shape[1] != len(CHEXPERT_FINDINGS):
         raise DiffCXRError(f"the classifier predicts {logits.shape[1]} findings, expected {len(CHEXPERT_FINDINGS)}")
     return torch.sigmoid(logits.float()).cpu().numpy()
+
+
+@torch.no_grad()
+def predict_scores(classifier: nn.Module, dataset, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Sigmoid scores ``(N, 14)`` of ``classifier`` and the labels ``(N, 14)`` of a dataset of
+    ``{"pixel_values", "labels"}`` items, in dataset order (on the classifier's device)."""
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    scores, labels = [], []
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        pixels = torch.stack([it["pixel_values"] for it in items]).float().to(device)
+        scores.append(classifier_scores(classifier, pixels))
+        labels.append(np.stack([np.asarray(it["labels"], dtype=np.float32) for it in items]))
+    return np.concatenate(scores), np.concatenate(labels)

@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from diffcxr.findings import CHEXPERT_FINDINGS, map_labels
-from diffcxr.models.cxr_classifier import CXRClassifier
+from diffcxr.models.cxr_classifier import CXRClassifier, load_classifier
 from diffcxr.training.session import Session, stage_complete
 from diffcxr.training.config import RunConfig, save_run_info
 from diffcxr.training.data import ImageSet, select_records
 
-__all__ = ["train_classifier", "masked_bce", "policy_targets", "augment", "evaluate_auroc"]
+__all__ = ["train_classifier", "fit_classifier", "masked_bce", "policy_targets", "augment", "evaluate_auroc"]
 
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -58,40 +58,56 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 def train_classifier(run: RunConfig, data_spec: str, out_root, *, manifest: str | None = None, resume: bool = False,
                      mixed_precision: str | None = None, progress: bool = True, step_callback=None) -> Path:
+    """The ``classifier`` stage: the records of ``data_spec`` (and ``manifest``) → :func:`fit_classifier`."""
     out = Path(out_root) / "classifier"
-    mcfg, cfg = run.model_config(), run.classifier
-    if resume and stage_complete(out, cfg.max_steps):
+    if resume and stage_complete(out, run.classifier.max_steps):
         print(f"[classifier] already complete in {out}", flush=True)
         return out
+    train_records, holdout_records = select_records(data_spec, run.data, manifest)
+    size = run.model_config()["image_size"]
+    fit_classifier(run, ImageSet(train_records, size, skip_unreadable=run.data.skip_unreadable), out,
+                   holdout=ImageSet(holdout_records, size), image_size=size, resume=resume,
+                   mixed_precision=mixed_precision, progress=progress, step_callback=step_callback,
+                   run_info={"data": data_spec, "manifest": manifest, "train_records": len(train_records)})
+    return out
+
+
+def fit_classifier(run: RunConfig, train_set, out_dir, *, image_size: int, holdout=None, run_info: dict | None = None,
+                   resume: bool = False, mixed_precision: str | None = None, progress: bool = True,
+                   step_callback=None) -> CXRClassifier | None:
+    """Train a :class:`CXRClassifier` with ``run.classifier``'s settings on ``train_set`` — any dataset of
+    ``{"pixel_values": (1, S, S) in [-1, 1], "labels": (14,) 1/0/-1/NaN}`` items (an :class:`ImageSet`, a
+    ``Subset`` or ``ConcatDataset`` of them) — in a resumable :class:`Session` writing to ``out_dir``.
+
+    Saves ``out_dir/classifier`` (EMA weights when ``ema_decay`` > 0) and, with ``holdout``, its per-finding
+    AUROC in ``out_dir/metrics.json``. Returns the saved classifier in eval mode (on the main process; None on
+    the others). The one trainer behind ``diffcxr train classifier``, the downstream study and the benchmarks.
+    """
+    out, cfg = Path(out_dir), run.classifier
 
     # -- set-up ----------------------------------------------------------------------------------------------------
     session = Session(run, "classifier", out, resume=resume, mixed_precision=mixed_precision, progress=progress,
                       step_callback=step_callback)
     acc = session.accelerator
-    train_records, holdout_records = select_records(data_spec, run.data, manifest)
-    if session.is_main:
-        save_run_info(run, out, "classifier", {"data": data_spec, "manifest": manifest,
-                                               "train_records": len(train_records),
-                                               "mixed_precision": session.mixed_precision})
-    images = ImageSet(train_records, mcfg["image_size"], skip_unreadable=run.data.skip_unreadable)
+    if session.is_main and run_info is not None:
+        save_run_info(run, out, "classifier", {**run_info, "mixed_precision": session.mixed_precision})
     torch.manual_seed(run.seed)
-    model = CXRClassifier(channels=tuple(cfg.channels), image_size=mcfg["image_size"],
-                          label_names=tuple(CHEXPERT_FINDINGS))
+    model = CXRClassifier(channels=tuple(cfg.channels), image_size=image_size, label_names=tuple(CHEXPERT_FINDINGS))
     optimizer = session.optimizer(model.parameters())
     scheduler = session.lr_scheduler(optimizer)
     prepared, optimizer = acc.prepare(model, optimizer)
     ema = session.ema(prepared)
     state = session.restore({"classifier": prepared}, optimizer, scheduler, ema)
-    batches = session.batches(len(images), state)
+    batches = session.batches(len(train_set), state)
 
     # -- the loop --------------------------------------------------------------------------------------------------
     session.start_progress(state)
     while state.step < cfg.max_steps:
         prepared.train()
         for micro in range(cfg.grad_accum):
-            indices = next(batches)
-            pixels = images.batch(indices).to(session.device)
-            labels = images.labels(indices).to(session.device)
+            items = [train_set[i] for i in next(batches)]
+            pixels = torch.stack([it["pixel_values"] for it in items]).to(session.device)
+            labels = torch.stack([torch.as_tensor(it["labels"]).float() for it in items]).to(session.device)
             if cfg.augment:
                 pixels = augment(pixels, session.generator(state, micro))
             loss = masked_bce(prepared(pixels), policy_targets(labels, cfg.uncertain, cfg.missing))
@@ -103,18 +119,20 @@ def train_classifier(run: RunConfig, data_spec: str, out_root, *, manifest: str 
     session.finish(state)
 
     # -- export ----------------------------------------------------------------------------------------------------
-    metrics = {}
+    metrics, trained = {}, None
     if session.is_main:
         with session.ema_weights(prepared):
             model.eval()
             model.save_pretrained(out / "classifier", safe_serialization=True)
-            metrics = evaluate_auroc(model, ImageSet(holdout_records, mcfg["image_size"]), cfg.uncertain,
-                                     cfg.missing)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-        print(f"[classifier] hold-out mAUC {metrics.get('mauc', float('nan')):.3f} over "
-              f"{len(metrics.get('auroc', {}))} findings; saved {out / 'classifier'}", flush=True)
+            if holdout is not None:
+                metrics = evaluate_auroc(model, holdout, cfg.uncertain, cfg.missing)
+        if holdout is not None:
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+            print(f"[classifier] hold-out mAUC {metrics.get('mauc', float('nan')):.3f} over "
+                  f"{len(metrics.get('auroc', {}))} findings; saved {out / 'classifier'}", flush=True)
+        trained = load_classifier(out / "classifier")
     session.mark_complete({"mauc": metrics.get("mauc")})
-    return out
+    return trained
 
 
 @torch.no_grad()
