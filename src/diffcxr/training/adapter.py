@@ -19,8 +19,7 @@ from diffcxr.errors import DiffCXRError
 from diffcxr.models.diffusion import epsilon_loss, noise_latents, training_scheduler
 from diffcxr.training.base import drop_conditions, write_sample_grid
 from diffcxr.training.session import Session, stage_complete
-from diffcxr.training.config import RunConfig, save_run_info
-from diffcxr.training.data import select_records
+from diffcxr.training.config import RunConfig
 
 __all__ = ["train_adapter", "AdapterObjective", "load_base"]
 
@@ -68,11 +67,7 @@ def train_adapter(run: RunConfig, data_spec: str, out_root, *, manifest: str | N
     session = Session(run, "adapter", out, resume=resume, mixed_precision=mixed_precision, progress=progress,
                       step_callback=step_callback)
     acc = session.accelerator
-    train_records, holdout_records = select_records(data_spec, run.data, manifest)
-    if session.is_main:
-        save_run_info(run, out, "adapter", {"data": data_spec, "manifest": manifest,
-                                            "train_records": len(train_records),
-                                            "mixed_precision": session.mixed_precision})
+    train_records, holdout_records = session.stage_records(data_spec, manifest)
     cache = prepare_latent_cache(run, session, train_records, out_root, progress=progress)
     empty = cache.empty.to(session.device)
     noise_schedule = training_scheduler(cfg)

@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 
 from diffcxr.training.session import Session, stage_complete
-from diffcxr.training.config import RunConfig, save_run_info
-from diffcxr.training.data import select_records
+from diffcxr.training.config import RunConfig
 
 __all__ = ["train_base", "drop_conditions", "write_sample_grid"]
 
@@ -43,10 +42,7 @@ def train_base(run: RunConfig, data_spec: str, out_root, *, manifest: str | None
     session = Session(run, "base", out, resume=resume, mixed_precision=mixed_precision, progress=progress,
                       step_callback=step_callback)
     acc = session.accelerator
-    train_records, holdout_records = select_records(data_spec, run.data, manifest)
-    if session.is_main:
-        save_run_info(run, out, "base", {"data": data_spec, "manifest": manifest, "train_records": len(train_records),
-                                         "mixed_precision": session.mixed_precision})
+    train_records, holdout_records = session.stage_records(data_spec, manifest)
     cache = prepare_latent_cache(run, session, train_records, out_root, progress=progress)
     empty = cache.empty.to(session.device)
     noise_schedule = training_scheduler(cfg)

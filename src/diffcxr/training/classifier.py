@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from diffcxr.findings import CHEXPERT_FINDINGS, map_labels
 from diffcxr.models.cxr_classifier import CXRClassifier, load_classifier
 from diffcxr.training.session import Session, stage_complete
-from diffcxr.training.config import RunConfig, save_run_info
+from diffcxr.training.config import RunConfig
 from diffcxr.training.data import ImageSet, select_records
 
 __all__ = ["train_classifier", "fit_classifier", "masked_bce", "policy_targets", "augment", "evaluate_auroc"]
@@ -89,8 +89,8 @@ def fit_classifier(run: RunConfig, train_set, out_dir, *, image_size: int, holdo
     session = Session(run, "classifier", out, resume=resume, mixed_precision=mixed_precision, progress=progress,
                       step_callback=step_callback)
     acc = session.accelerator
-    if session.is_main and run_info is not None:
-        save_run_info(run, out, "classifier", {**run_info, "mixed_precision": session.mixed_precision})
+    if run_info is not None:
+        session.save_run_info(run_info)
     torch.manual_seed(run.seed)
     model = CXRClassifier(channels=tuple(cfg.channels), image_size=image_size, label_names=tuple(CHEXPERT_FINDINGS))
     optimizer = session.optimizer(model.parameters())

@@ -97,6 +97,23 @@ class Session:
         self._loss_accum: list[float] = []
 
     # -- building blocks ---------------------------------------------------------------------------------------
+    # -- provenance and data -------------------------------------------------------------------------------------
+    def save_run_info(self, extra: dict) -> None:
+        """``config.yaml`` + ``run_info.json`` of this stage (main process), with ``extra`` and the precision."""
+        from diffcxr.training.config import save_run_info
+
+        if self.is_main:
+            save_run_info(self.run, self.out_dir, self.stage, {**extra, "mixed_precision": self.mixed_precision})
+
+    def stage_records(self, data_spec: str, manifest: str | None = None) -> tuple[list, list]:
+        """``(train_records, holdout_records)`` of ``data_spec`` under the run's data settings, recorded in
+        ``run_info.json`` (what this stage trained on)."""
+        from diffcxr.training.data import select_records
+
+        train, holdout = select_records(data_spec, self.run.data, manifest)
+        self.save_run_info({"data": data_spec, "manifest": manifest, "train_records": len(train)})
+        return train, holdout
+
     @property
     def device(self) -> torch.device:
         return self.accelerator.device

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from diffcxr.training.session import Session, stage_complete
-from diffcxr.training.config import RunConfig, save_run_info
-from diffcxr.training.data import ImageSet, select_records
+from diffcxr.training.config import RunConfig
+from diffcxr.training.data import ImageSet
 
 __all__ = ["train_vlm", "VLMObjective", "build_report_encoder"]
 
@@ -74,10 +74,7 @@ def train_vlm(run: RunConfig, data_spec: str, out_root, *, manifest: str | None 
     session = Session(run, "vlm", out, resume=resume, mixed_precision=mixed_precision, progress=progress,
                       step_callback=step_callback)
     acc = session.accelerator
-    train_records, holdout_records = select_records(data_spec, run.data, manifest)
-    if session.is_main:
-        save_run_info(run, out, "vlm", {"data": data_spec, "manifest": manifest, "train_records": len(train_records),
-                                        "mixed_precision": session.mixed_precision})
+    train_records, holdout_records = session.stage_records(data_spec, manifest)
     images = ImageSet(train_records, mcfg["image_size"], skip_unreadable=run.data.skip_unreadable)
     torch.manual_seed(run.seed)
     encoder = build_report_encoder(mcfg)
