@@ -178,13 +178,6 @@ def _read_dicom(path: Path) -> np.ndarray:
     return array
 
 
-def dicom_photometric(path: str | Path) -> str:
-    """PhotometricInterpretation of a DICOM file, read from the header only."""
-    import pydicom
-
-    return str(pydicom.dcmread(path, stop_before_pixels=True).get("PhotometricInterpretation", ""))
-
-
 def mimic_cxr_jpg_recipe(array: np.ndarray) -> np.ndarray:
     """MIMIC-CXR-JPG conversion of a ``[0, 1]`` MONOCHROME2 image: 8-bit quantisation + histogram equalisation.
 

@@ -67,11 +67,6 @@ class Patient:
         """Maximal transverse heart diameter over internal thoracic diameter (normal < 0.5 on PA)."""
         return (self.heart_right + self.heart_left) / (2.0 * self.lung_halfwidth)
 
-    @property
-    def mediastinal_ratio(self) -> float:
-        """Superior mediastinal width over thoracic width (≈ 0.15 normal, > 0.25 widened)."""
-        return (2.0 * self.mediastinum_halfwidth) / (2.0 * self.lung_halfwidth)
-
     def to_image(self, x, y):
         """Normalised patient coordinates -> normalised image coordinates (same units, [-1, 1])."""
         t = math.radians(self.rotation_deg)
@@ -327,12 +322,6 @@ def rib_arcs(p: Patient, side: int, n: int = 14):
     xa = wall - t * (wall - 0.22 - 0.01 * k)
     ya = yp[:, -1:] + 0.05 * np.sin(np.pi * t * 0.5) + 0.19 * t
     return side * xp, yp, side * xa, ya
-
-
-def rib_paths(p: Patient, side: int, k: int, n: int = 14):
-    """Posterior and anterior arcs of rib ``k`` (0 = first rib) as ((x, y), (x, y)) in patient coordinates."""
-    xp, yp, xa, ya = rib_arcs(p, side, n)
-    return (xp[k], yp[k]), (xa[k], ya[k])
 
 
 def _draw_bones(p: Patient, size: int, fractures) -> np.ndarray:
