@@ -141,3 +141,21 @@ def test_stdin_input(monkeypatch, capsys) -> None:
     assert main(["label", "--input", "-", "--format", "csv"]) == 0
     rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
     assert [r["Cardiomegaly"] for r in rows] == ["1", ""] and rows[1]["No Finding"] == "1"
+
+
+def test_label_out_never_replaces_a_device_fifo_or_link(tmp_path, capsys):
+    """--out is written to a temporary file and moved into place; a target that is not a regular file is
+    refused with one line (run as root, the old rename turned /dev/full into a regular file)."""
+    import os
+
+
+    fifo, link = tmp_path / "fifo", tmp_path / "link.jsonl"
+    os.mkfifo(fifo)
+    link.symlink_to(tmp_path / "elsewhere.jsonl")
+    for target in (fifo, link):
+        assert main(["label", "No acute disease.", "--out", str(target)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("diffcxr: error:") and "not a regular file" in err and len(err.strip().splitlines()) == 1
+    assert fifo.exists() and not fifo.is_file() and link.is_symlink() and not (tmp_path / "elsewhere.jsonl").exists()
+    assert main(["label", "No acute disease.", "--out", str(tmp_path / "ok.jsonl")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link.jsonl", "ok.jsonl"]

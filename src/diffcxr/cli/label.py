@@ -107,9 +107,9 @@ def _csv_value(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from diffcxr.atomic import atomic_path
     from diffcxr.errors import ReportError
-    from diffcxr.findings import CHEXPERT_FINDINGS
-    from diffcxr.knowledge import apply_overrides, knowledge_prompt, label_report, parse_label_overrides
+    from diffcxr.knowledge import parse_label_overrides
 
     if args.text is not None and args.input:
         raise ReportError("give either a report text or --input, not both")
@@ -126,51 +126,50 @@ def run(args: argparse.Namespace) -> int:
             raise ReportError(f"{args.input}: no reports found")
     fmt = args.format or ("csv" if args.out and args.out.lower().endswith(".csv") else "jsonl")
 
-    from tqdm.auto import tqdm
-
     out = Path(args.out).expanduser() if args.out else None
-    if out is not None:
+    if out is None:
+        n_warned = _write_labels(sys.stdout, items, fmt, overrides, args.uncertain_as_positive)
+    else:
         if out.is_dir():
             raise ReportError(f"--out {out} is a folder; give a file name such as {out / 'labels.jsonl'}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_name(out.name + ".partial")
-        handle = partial.open("w", encoding="utf-8", newline="")
-    else:
-        handle = sys.stdout
-    n_warned = 0
-    try:
-        writer = None
-        if fmt == "csv":
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(["id", "Reports", *CHEXPERT_FINDINGS, "knowledge_prompt"])
-        for report_id, text in tqdm(items, desc="labeling", unit="report", disable=len(items) < PROGRESS_MIN_REPORTS):
-            result = label_report(text)
-            labels = apply_overrides(result.labels, overrides) if overrides else result.labels
-            prompt = knowledge_prompt(labels, uncertain_as_positive=args.uncertain_as_positive)
-            if result.warnings:
-                n_warned += 1
-                if len(items) == 1:
-                    for warning in result.warnings:
-                        print(f"diffcxr: warning: {warning}", file=sys.stderr)
-            if writer is not None:
-                writer.writerow([report_id, text, *(_csv_value(labels[f]) for f in CHEXPERT_FINDINGS), prompt])
-            else:
-                row = {"id": report_id, "report": text, "labels": labels,
-                       "evidence": [e.to_dict() for e in result.evidence], "knowledge_prompt": prompt}
-                if result.warnings:
-                    row["warnings"] = result.warnings
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    except BaseException:
-        if out is not None:
-            handle.close()
-            partial.unlink(missing_ok=True)
-        raise
-    if out is not None:
-        handle.close()
-        partial.replace(out)  # the output file appears only when complete
+        # the output file appears only when complete; a device, FIFO or link at --out is refused, not replaced
+        with atomic_path(out) as partial, partial.open("w", encoding="utf-8", newline="") as handle:
+            n_warned = _write_labels(handle, items, fmt, overrides, args.uncertain_as_positive)
     if n_warned and len(items) > 1:
         print(f"diffcxr: warning: {n_warned} of {len(items)} reports were empty, truncated or not English "
               "(the jsonl output lists 'warnings' per report)", file=sys.stderr)
     if out is not None:
         print(f"wrote {len(items)} labeled report(s) to {out}", file=sys.stderr)
     return 0
+
+
+def _write_labels(handle, items, fmt: str, overrides, uncertain_as_positive: bool) -> int:
+    """Label every ``(id, text)`` and write one CSV row or JSON line per report; returns how many warned."""
+    from tqdm.auto import tqdm
+
+    from diffcxr.findings import CHEXPERT_FINDINGS
+    from diffcxr.knowledge import apply_overrides, knowledge_prompt, label_report
+
+    n_warned, writer = 0, None
+    if fmt == "csv":
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["id", "Reports", *CHEXPERT_FINDINGS, "knowledge_prompt"])
+    for report_id, text in tqdm(items, desc="labeling", unit="report", disable=len(items) < PROGRESS_MIN_REPORTS):
+        result = label_report(text)
+        labels = apply_overrides(result.labels, overrides) if overrides else result.labels
+        prompt = knowledge_prompt(labels, uncertain_as_positive=uncertain_as_positive)
+        if result.warnings:
+            n_warned += 1
+            if len(items) == 1:
+                for warning in result.warnings:
+                    print(f"diffcxr: warning: {warning}", file=sys.stderr)
+        if writer is not None:
+            writer.writerow([report_id, text, *(_csv_value(labels[f]) for f in CHEXPERT_FINDINGS), prompt])
+        else:
+            row = {"id": report_id, "report": text, "labels": labels,
+                   "evidence": [e.to_dict() for e in result.evidence], "knowledge_prompt": prompt}
+            if result.warnings:
+                row["warnings"] = result.warnings
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return n_warned
