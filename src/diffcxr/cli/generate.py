@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
             sidecar = {
                 "file": path.name, "report": item["report"], "id": item["id"], "index": k, "seed": seed,
                 "labels": out.labels[j], "label_overrides": item["labels"], "knowledge_prompt": out.knowledge_prompts[j],
+                "report_sections": out.report_sections[j],
                 "model": str(model_dir.resolve()), "settings": settings, "diffcxr_version": __version__,
             }
             (out_dir / f"{stem}.json").write_text(json.dumps(sidecar, indent=2), encoding="utf-8")

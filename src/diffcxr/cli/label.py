@@ -167,7 +167,7 @@ def _write_labels(handle, items, fmt: str, overrides, uncertain_as_positive: boo
         if writer is not None:
             writer.writerow([report_id, text, *(_csv_value(labels[f]) for f in CHEXPERT_FINDINGS), prompt])
         else:
-            row = {"id": report_id, "report": text, "labels": labels,
+            row = {"id": report_id, "report": text, "labels": labels, "sections": result.sections,
                    "evidence": [e.to_dict() for e in result.evidence], "knowledge_prompt": prompt}
             if result.warnings:
                 row["warnings"] = result.warnings

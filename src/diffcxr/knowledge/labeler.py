@@ -8,8 +8,10 @@ Pipeline for one report (all regular expressions precompiled at import):
    (within ``PRE_SCOPE_WORDS``, not across a scope terminator such as "but", "however", ";") and the
    nearest trigger after it (within ``POST_SCOPE_WORDS``) decide: uncertainty wins over negation,
    otherwise the mention is positive.
-   Mentions inside INDICATION / HISTORY / COMPARISON / TECHNIQUE sections of a sectioned (MIMIC-style)
-   report are ignored: they describe the patient or the request, not the image.
+   Only the sections that describe the image are read (:func:`diffcxr.data.reports.reading_spans`):
+   FINDINGS and IMPRESSION when the report has them — headers are found at line starts and inside
+   one-line reports —, otherwise every section but INDICATION / HISTORY / COMPARISON / TECHNIQUE /
+   EXAMINATION; a report without headers is read whole. A WET READ is superseded by the FINAL REPORT.
 3. *Aggregation* per finding: positive > uncertain > negative; ``None`` when never mentioned.
    ``No Finding`` is ``1`` only when no finding other than Support Devices, and no other abnormality
    (emphysema, granuloma, degenerative change ...), is positive or uncertain; ``None`` otherwise, as in
@@ -28,6 +30,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from diffcxr.data.reports import reading_spans
 from diffcxr.findings import CHEXPERT_FINDINGS, NEGATIVE, POSITIVE, UNCERTAIN
 from diffcxr.knowledge import phrases as P
 
@@ -45,6 +48,9 @@ class Evidence:
     start: int
     end: int
     text: str
+    section: str = "all"  # the report section it was read in ("findings", "impression", ... or "all")
+    section_start: int = 0  # offsets of that section's body in the labeled text
+    section_end: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -56,6 +62,7 @@ class LabelResult:
 
     text: str
     labels: dict[str, float | None]
+    sections: list[str] = dataclasses.field(default_factory=list)  # sections read (["all"]: no headers)
     evidence: list[Evidence] = dataclasses.field(default_factory=list)
     other_findings: list[Evidence] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
@@ -74,6 +81,7 @@ class LabelResult:
         """JSON-serialisable form (labels, evidence, other findings, warnings)."""
         return {
             "labels": dict(self.labels),
+            "sections": list(self.sections),
             "evidence": [e.to_dict() for e in self.evidence],
             "other_findings": [e.to_dict() for e in self.other_findings],
             "warnings": list(self.warnings),
@@ -116,10 +124,10 @@ _TRIGGER_RE = re.compile(
                              for i, (_, _, v) in enumerate(P.TRIGGERS) if any(not _is_punctuation(f) for f in v))
     + r")(?!\w)|" + "|".join(f"(?P<p{i}>{'|'.join(f for f in v if _is_punctuation(f))})"
                                for i, (_, _, v) in enumerate(P.TRIGGERS) if any(_is_punctuation(f) for f in v)))
-_HEADER_RE = re.compile(r"(?im)^[ \t]*(" + "|".join(sorted(P.SECTION_HEADERS, key=len, reverse=True)) + r")[ \t]*:")
 _WORD_RE = re.compile(r"\w+")
 # sentence ends: ". " / "? " / "! ", a blank line, or a line break before a bullet or a numbered item
-_SENTENCE_END_RE = re.compile(r"[.!?](?=\s|$)|\n[ \t]*\n|\n(?=[ \t]*(?:[-*\u2022]|\d{1,2}[.)])[ \t])")
+# (a "?" that opens a clinical question, "? pneumonia", does not end a sentence)
+_SENTENCE_END_RE = re.compile(r"[.!](?=\s|$)|(?<=[^\s(])\?(?=\s|$)|\n[ \t]*\n|\n(?=[ \t]*(?:[-*\u2022]|\d{1,2}[.)])[ \t])")
 _ASCII_WORD_RE = re.compile(r"[a-z]+")
 
 
@@ -293,15 +301,15 @@ def _other_mentions(doc: _Doc, text: str) -> Iterator[Evidence]:
         yield Evidence(OTHER, _VALUE[doc.scope(m.start(), m.end())], m.start(), m.end(), text[m.start():m.end()])
 
 
-def _skipped_sections(low: str) -> list[tuple[int, int]]:
-    """Character ranges of sections that describe the patient, not the image (indication, comparison ...)."""
-    headers = list(_HEADER_RE.finditer(low))
-    ranges = []
-    for i, m in enumerate(headers):
-        if not P.SECTION_HEADERS[m.group(1).strip()]:
-            end = headers[i + 1].start() if i + 1 < len(headers) else len(low)
-            ranges.append((m.start(), end))
-    return ranges
+def _in_sections(items: list[Evidence], spans: list[tuple[str, int, int]]) -> list[Evidence]:
+    """The mentions that lie inside a read section, each tagged with that section and its offsets."""
+    out = []
+    for e in items:
+        for name, lo, hi in spans:
+            if lo <= e.start and e.end <= hi:
+                out.append(Evidence(e.finding, e.value, e.start, e.end, e.text, name, lo, hi))
+                break
+    return out
 
 
 def _looks_english(low: str) -> bool:
@@ -339,10 +347,8 @@ def label_report(text: str) -> LabelResult:
     direct = list(_direct_mentions(doc, text))
     evidence = direct + list(_anatomy_mentions(doc, text, direct))
     other = list(_other_mentions(doc, text))
-    skipped = _skipped_sections(doc.low) if ":" in text else []
-    if skipped:
-        evidence = [e for e in evidence if not _overlaps((e.start, e.end), skipped)]
-        other = [e for e in other if not _overlaps((e.start, e.end), skipped)]
+    spans = reading_spans(text)
+    evidence, other = _in_sections(evidence, spans), _in_sections(other, spans)
     evidence.sort(key=lambda e: (e.start, e.end, e.finding))
 
     for e in evidence:
@@ -356,7 +362,8 @@ def label_report(text: str) -> LabelResult:
             labels["No Finding"] = POSITIVE
         else:
             warnings.append("report does not look like English radiology text; no findings labeled")
-    return LabelResult(text=text, labels=labels, evidence=evidence, other_findings=other, warnings=warnings)
+    return LabelResult(text=text, labels=labels, sections=list(dict.fromkeys(name for name, _, _ in spans)),
+                       evidence=evidence, other_findings=other, warnings=warnings)
 
 
 def label_reports(texts: Iterable[str], progress: bool = False, total: int | None = None) -> list[LabelResult]:

@@ -41,7 +41,7 @@ MENTIONS: dict[str, list[str]] = {
         rf"collapsed{SP}(?:\w+{SP}){{0,2}}(?:lung|lobe)",
     ],
     "Cardiomegaly": [
-        r"cardiomegaly",
+        r"cardiomegal+y",  # and the common misspelling "cardiomegally"
         rf"cardiac{SP}enlargement",
         rf"enlarged{SP}(?:\w+{SP})?heart",
     ],
@@ -131,6 +131,7 @@ MENTIONS: dict[str, list[str]] = {
         r"tubes?",
         r"catheters?",
         r"picc",
+        r"ett", r"ngt", r"ogt", r"ogts", r"ngts",  # endotracheal / naso- / orogastric tube, as MIMIC abbreviates them
         rf"(?:central|venous|arterial|midline|port|subclavian|jugular|ij|swan{S}ganz|pa|picc){SP}(?:venous{SP})?lines?",
         r"port(?:{S}a{S}cath)?s?",
         r"portacath",
@@ -341,8 +342,9 @@ TRIGGERS: list[tuple[str, str, list[str]]] = [
         rf"(?:is|are){SP}(?:not{SP})?(?:clearly|definitely){SP}(?:seen|identified|excluded)",
         rf"(?:would|could|should|may|might|is|are){SP}(?:also{SP})?(?:be{SP})?(?:a|another|an{SP}additional){SP}"
         rf"(?:consideration|possibility)", rf"(?:is|are){SP}(?:also{SP})?in{SP}the{SP}differential(?:{SP}diagnosis)?",
-        r"\?", rf"unlikely",
+        rf"unlikely",
     ]),
+    ("unc", "both", [r"\?"]),  # "pneumonia?" and the clinical question "? pneumonia"
     ("neg", "post", [
         rf"(?:is|are|was|were|has|have|had){SP}(?:been{SP})?(?:since{SP}|now{SP}|subsequently{SP}|completely{SP}|entirely{SP})?"
         rf"(?:resolved|cleared|removed|withdrawn|absent|gone|disappeared|negative)",
@@ -413,14 +415,3 @@ ENGLISH_MARKERS: frozenset[str] = frozenset(
     "focal mild small large left right bilateral upper lower lobe base bases apex silhouette contour "
     "contours vasculature mediastinum mediastinal opacity effusion consolidation pneumothorax edema".split()
 )
-
-# Report section headers ("INDICATION:", "FINDINGS:" ...) -> whether mentions inside the section count.
-SECTION_HEADERS: dict[str, bool] = {
-    "findings": True, "finding": True, "impression": True, "impressions": True, "conclusion": True,
-    "conclusions": True, "summary": True, "final report": True, "notification": True, "recommendation": True,
-    "recommendations": True, "addendum": True,
-    "indication": False, "indications": False, "history": False, "clinical history": False,
-    "clinical information": False, "reason for exam": False, "reason for examination": False,
-    "reason for study": False, "comparison": False, "comparisons": False, "technique": False,
-    "examination": False, "exam": False, "procedure": False,
-}

@@ -21,6 +21,7 @@ from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from diffcxr.data.reports import report_text
 from diffcxr.errors import DiffCXRError
 from diffcxr.models.diffusion import sampling_scheduler
 from diffcxr.models.knowledge_adapter import DiseaseKnowledgeAdapter, predict_noise
@@ -40,12 +41,15 @@ def default_scheduler() -> DPMSolverMultistepScheduler:
 @dataclass
 class DiffCXRPipelineOutput(BaseOutput):
     """``images``: list of PIL images (mode ``"L"``), ``(N, H, W, 1)`` numpy in [0, 1], ``(N, 1, H, W)`` torch
-    in [0, 1], or latents. ``reports``, ``knowledge_prompts`` and ``labels`` are per image (same order)."""
+    in [0, 1], or latents. ``reports``, ``knowledge_prompts``, ``labels`` and ``report_sections`` (the sections
+    of the report that were read: ``["findings", "impression"]``, or ``["all"]`` for a report without headers)
+    are per image (same order)."""
 
     images: Any
     reports: list[str | None] = field(default_factory=list)
     knowledge_prompts: list[str | None] = field(default_factory=list)
     labels: list[dict | None] = field(default_factory=list)
+    report_sections: list[list[str]] = field(default_factory=list)
 
 
 class DiffCXRPipeline(DiffusionPipeline):
@@ -152,7 +156,10 @@ class DiffCXRPipeline(DiffusionPipeline):
         r"""Generate chest X-rays from reports.
 
         Args:
-            prompt: report text(s): findings/impression. Longer than the encoder's 256-token context → last words kept.
+            prompt: report text(s): a whole report as radiologists write it (with or without line breaks) or just
+                its findings/impression. With section headers, only FINDINGS and IMPRESSION are read (by the
+                labeler and the report encoder); without, the whole text. Longer than the encoder's context → last
+                words kept.
             num_images_per_prompt: images per report.
             num_inference_steps: solver steps (50 in the paper; DPM-Solver++ is good from ~20).
             guidance_scale: classifier-free guidance ``w`` in diffusers' convention ``ε_u + w·(ε_c − ε_u)``.
@@ -199,7 +206,10 @@ class DiffCXRPipeline(DiffusionPipeline):
             label_list, knowledge_prompts = [None] * n_prompts, [None] * n_prompts
 
         # 2. condition tokens
-        cond = prompt_embeds if prompt_embeds is not None else self.encode_text(reports)
+        # the report encoder reads FINDINGS + IMPRESSION of a sectioned report (the whole text otherwise), as in
+        # training; the labeler reads the same sections
+        read = [report_text(r) if r is not None else (None, []) for r in reports]
+        cond = prompt_embeds if prompt_embeds is not None else self.encode_text([text for text, _ in read])
         cond = self._check_embeds(cond.to(device), "prompt_embeds", n_prompts)
         know = None
         if use_adapter:
@@ -268,7 +278,8 @@ class DiffCXRPipeline(DiffusionPipeline):
                 images = arr if output_type == "np" else self.numpy_to_pil_gray(arr)
         self.maybe_free_model_hooks()
         out = DiffCXRPipelineOutput(images=images, reports=per_image(reports),
-                                    knowledge_prompts=per_image(knowledge_prompts), labels=per_image(label_list))
+                                    knowledge_prompts=per_image(knowledge_prompts), labels=per_image(label_list),
+                                    report_sections=per_image([names for _, names in read]))
         return out if return_dict else (images,)
 
     @staticmethod

@@ -116,7 +116,11 @@ class ImageSet(torch.utils.data.Dataset):
         return torch.stack([torch.from_numpy(self.records[i].labels.copy()) for i in indices])
 
     def reports(self, indices) -> list[str]:
-        return [self.records[i].report for i in indices]
+        """What the report encoder reads of each record's report: its FINDINGS and IMPRESSION when it has
+        section headers, else the whole text (:func:`diffcxr.data.reports.report_text`, as in generation)."""
+        from diffcxr.data.reports import report_text
+
+        return [report_text(self.records[i].report or "")[0] for i in indices]
 
 
 def collate_images(image_set: ImageSet, indices) -> torch.Tensor:
