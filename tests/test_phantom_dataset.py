@@ -106,11 +106,11 @@ def test_cli_writes_images_and_csv(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--n", "0"], "must be positive"),
+    (["--n", "0"], "--n: '0' must be >= 1"),
     (["--n", "2", "--size", "16"], "between 32 and 1024"),
     (["--n", "2", "--size", "2048"], "between 32 and 1024"),
     (["--n", "2", "--noise-fraction", "1"], "noise fraction"),
-    (["--n", "2", "--noise-fraction", "-0.5"], "noise fraction"),
+    (["--n", "2", "--noise-fraction", "-0.5"], "must be between 0 and 1"),
 ])
 def test_cli_bad_arguments_exit_1_with_one_line(tmp_path, capsys, args, message):
     rc = main(["phantom", *args, "--out", str(tmp_path / "x"), "--no-progress"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from diffcxr.cli.arguments import count, non_negative
+
 HELP = "inspect a dataset: counts and label prevalence (info), a contact sheet with reports (show)"
 SPEC_HELP = "dataset spec SOURCE:PATH (iu, mimic, covid, csv, phantom), e.g. covid:data/covid-cxr"
 
@@ -18,10 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="write a contact sheet of N images with report snippets")
     show.add_argument("spec", nargs="?", default="sample:16",
                       help=SPEC_HELP + "; default: a built-in sample of digital phantoms (sample:16)")
-    show.add_argument("--n", type=int, default=16, help="number of images (default 16)")
+    show.add_argument("--n", type=count, default=16, help="number of images (default 16)")
     show.add_argument("--out", default="grid.png", help="output PNG (default grid.png)")
-    show.add_argument("--size", type=int, default=256, help="tile size in pixels (default 256)")
-    show.add_argument("--seed", type=int, default=None, help="random sample with this seed (default: the first N)")
+    show.add_argument("--size", type=count, default=256, help="tile size in pixels (default 256)")
+    show.add_argument("--seed", type=non_negative, default=None, help="random sample with this seed (default: the first N)")
     show.add_argument("--split", choices=["train", "val", "test"], help="only this split")
     show.add_argument("--frontal-only", action="store_true", help="only PA/AP views")
     show.add_argument("--finding", help="only images whose labels mark this finding positive")

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import argparse
 
+from diffcxr.cli.arguments import count, non_negative
+
 HELP = "end-to-end demo in minutes on a CPU: make phantoms, train all stages, generate, write a grid PNG"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    parser.add_argument("--n", type=int, default=400, help="number of phantoms to train on (default 400)")
-    parser.add_argument("--size", type=int, default=64, help="phantom image size (default 64; must match the config)")
-    parser.add_argument("--reports", type=int, default=6,
+    parser.add_argument("--n", type=count, default=400, help="number of phantoms to train on (default 400)")
+    parser.add_argument("--size", type=count, default=64, help="phantom image size (default 64; must match the config)")
+    parser.add_argument("--reports", type=count, default=6,
                         help="grid rows: a normal report, then effusion, cardiomegaly, pneumothorax, edema, devices "
                              "(default 6)")
-    parser.add_argument("--images-per-report", type=int, default=2, help="generated images per report (default 2)")
-    parser.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
+    parser.add_argument("--images-per-report", type=count, default=2, help="generated images per report (default 2)")
+    parser.add_argument("--steps", type=count, default=25, help="sampling steps (default 25)")
     parser.add_argument("-c", "--config", default="demo", help="training config (default: demo, shipped in the package)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, repeatable (e.g. --set base.max_steps=2000)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted demo in the same --out")
     parser.add_argument("--no-mixed-precision", action="store_true", help="fp32 instead of bf16 autocast")
-    parser.add_argument("--seed", type=int, default=0, help="phantom and sampling seed (default 0)")
-    parser.add_argument("--eval-reports", type=int, default=100,
+    parser.add_argument("--seed", type=non_negative, default=0, help="phantom and sampling seed (default 0)")
+    parser.add_argument("--eval-reports", type=non_negative, default=100,
                         help="fresh phantom reports (never trained on) for the adherence measurement; 0 = skip "
                              "(default 100)")
 

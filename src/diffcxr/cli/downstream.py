@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from diffcxr.cli.arguments import count, non_negative, positive_float
+
 HELP = "train the CXR classifier on fractions (1, 10, 100 percent) of the real data with and without synthetic images; print the test mAUC table"
 
 
@@ -14,16 +16,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--synthetic", help="folder of generated PNGs with JSON sidecars (labels/report)")
     src.add_argument("--model", help="saved DiffCXRPipeline: generate --n-synthetic images from training reports "
                                      "outside the smallest real subset (into OUT/synthetic)")
-    parser.add_argument("--n-synthetic", type=int, default=0, help="number of synthetic images (0 = all in --synthetic)")
+    parser.add_argument("--n-synthetic", type=non_negative, default=0, help="number of synthetic images (0 = all in --synthetic)")
     parser.add_argument("--fractions", default="0.01,0.1,1", help="real training fractions (default 0.01,0.1,1)")
-    parser.add_argument("--size", type=int, default=64, help="image size for the classifier (default 64)")
-    parser.add_argument("--steps", type=int, default=300, help="optimizer steps per classifier run (default 300)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--size", type=count, default=64, help="image size for the classifier (default 64)")
+    parser.add_argument("--steps", type=count, default=300, help="optimizer steps per classifier run (default 300)")
+    parser.add_argument("--batch-size", type=count, default=32)
+    parser.add_argument("--lr", type=positive_float, default=2e-3)
     parser.add_argument("--channels", default="16,32,64,128", help="classifier conv widths (default 16,32,64,128)")
-    parser.add_argument("--gen-steps", type=int, default=50, help="with --model: solver steps (default 50)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    parser.add_argument("--gen-steps", type=count, default=50, help="with --model: solver steps (default 50)")
+    parser.add_argument("--seed", type=non_negative, default=0)
+    parser.add_argument("--threads", type=non_negative, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--out", required=True, help="output folder (downstream.json, downstream.md, classifiers/)")
     parser.add_argument("--quiet", action="store_true")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from diffcxr.cli.arguments import count, finite_float, fraction, non_negative
+
 HELP = "evaluate generated images: FID/KID, mAUC, MS-SSIM diversity, memorisation -> metrics.json + report.md"
 
 
@@ -22,32 +24,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extractor", default="cxr", help="feature network: cxr (default; needs --classifier), "
                         "random (tests only), inception (torch-fidelity), xrv (torchxrayvision)")
     parser.add_argument("--classifier", help="trained CXR classifier folder (mAUC scores, 'cxr' features)")
-    parser.add_argument("--n", type=int, default=0, help="use at most N real and N generated images (0 = all)")
-    parser.add_argument("--size", type=int, default=0, help="read images at SxS (default: the generated images' size)")
+    parser.add_argument("--n", type=non_negative, default=0, help="use at most N real and N generated images (0 = all)")
+    parser.add_argument("--size", type=non_negative, default=0, help="read images at SxS (default: the generated images' size)")
     parser.add_argument("--split", default="test", help="split of --real used as reference (train/val/test/all; default test)")
     parser.add_argument("--train-split", default="train", help="split of --real searched for memorisation (default train)")
-    parser.add_argument("--max-train", type=int, default=20000, help="at most this many training images for memorisation")
-    parser.add_argument("--memorization-threshold", type=float, default=0.95, help="cosine flagged as a near copy (default 0.95)")
+    parser.add_argument("--max-train", type=non_negative, default=20000, help="at most this many training images for memorisation")
+    parser.add_argument("--memorization-threshold", type=fraction, default=0.95, help="cosine flagged as a near copy (default 0.95)")
     parser.add_argument("--uncertain", choices=("exclude", "positive", "negative"), default="exclude",
                         help="uncertain (-1) report labels in AUROC (default exclude)")
     parser.add_argument("--missing", choices=("negative", "exclude"), default="negative",
                         help="findings the report does not mention (default negative)")
-    parser.add_argument("--kid-subsets", type=int, default=100)
-    parser.add_argument("--kid-subset-size", type=int, default=1000)
-    parser.add_argument("--samples-per-report", type=int, default=4, help="with --model: images per report (default 4)")
-    parser.add_argument("--n-reports", type=int, default=64, help="with --model: number of reports (default 64)")
-    parser.add_argument("--steps", type=int, default=50, help="with --model: solver steps (default 50)")
-    parser.add_argument("--guidance", type=float, default=2.0, help="with --model: CFG scale (default 2)")
-    parser.add_argument("--adapter-scale", type=float, default=1.0,
+    parser.add_argument("--kid-subsets", type=count, default=100)
+    parser.add_argument("--kid-subset-size", type=count, default=1000)
+    parser.add_argument("--samples-per-report", type=count, default=4, help="with --model: images per report (default 4)")
+    parser.add_argument("--n-reports", type=count, default=64, help="with --model: number of reports (default 64)")
+    parser.add_argument("--steps", type=count, default=50, help="with --model: solver steps (default 50)")
+    parser.add_argument("--guidance", type=finite_float, default=2.0, help="with --model: CFG scale (default 2)")
+    parser.add_argument("--adapter-scale", type=finite_float, default=1.0,
                         help="with --model: knowledge adapter scale; 0 = the 'no disease knowledge' ablation (default 1)")
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="with --model: inference dtype")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=count, default=64)
     parser.add_argument("--device", default="cpu", help="torch device for the feature network/classifier")
-    parser.add_argument("--bootstrap", type=int, default=200,
+    parser.add_argument("--bootstrap", type=non_negative, default=200,
                         help="bootstrap replicates (resampling reports) for the intervals of mAUC, FID and KID; 0 = off "
                              "(default 200)")
-    parser.add_argument("--bootstrap-level", type=float, default=0.95, help="interval level (default 0.95)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bootstrap-level", type=fraction, default=0.95, help="interval level (default 0.95)")
+    parser.add_argument("--seed", type=non_negative, default=0)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--quiet", action="store_true")
 

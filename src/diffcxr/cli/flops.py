@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from diffcxr.cli.arguments import count
 import json
 
 HELP = "count MACs and parameters of the denoiser (+ knowledge adapter) for a model config"
@@ -12,7 +14,7 @@ PAPER_GMACS = 29.641  # Diff-CXR paper, per denoiser forward at 256x256
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="paper", help="model config: tiny, cpu-mini, paper or a YAML path (default paper)")
-    parser.add_argument("--steps", type=int, default=50, help="solver steps for the per-image sampling cost (default 50)")
+    parser.add_argument("--steps", type=count, default=50, help="solver steps for the per-image sampling cost (default 50)")
     parser.add_argument("--no-guidance", action="store_true", help="sampling cost without classifier-free guidance")
     parser.add_argument("--no-adapter", action="store_true", help="count the base U-ViT only")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")

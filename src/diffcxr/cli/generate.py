@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from diffcxr.cli.arguments import count, finite_float, non_negative
+
 HELP = "generate chest X-rays from radiology report text with a trained Diff-CXR model"
 
 
@@ -17,17 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                         "({\"report\": ..., optional \"id\", \"labels\"})")
     parser.add_argument("--model", required=True, help="folder of a saved DiffCXRPipeline")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--n", type=int, default=4, help="images per report (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed; image k uses seed+k (default 0)")
-    parser.add_argument("--steps", type=int, default=50, help="solver steps (default 50)")
-    parser.add_argument("--guidance", type=float, default=2.0,
+    parser.add_argument("--n", type=count, default=4, help="images per report (default 4)")
+    parser.add_argument("--seed", type=non_negative, default=0, help="base seed; image k uses seed+k (default 0)")
+    parser.add_argument("--steps", type=count, default=50, help="solver steps (default 50)")
+    parser.add_argument("--guidance", type=finite_float, default=2.0,
                         help="CFG scale w in eps_u + w(eps_c - eps_u); 2 = the authors' s=1 (default 2)")
     parser.add_argument("--labels", help="override derived findings, e.g. 'Pleural Effusion=1,Cardiomegaly=0' (1/0/-1/blank)")
     parser.add_argument("--uncertain-as-positive", action="store_true", help="uncertain findings enter the knowledge prompt")
-    parser.add_argument("--adapter-scale", type=float, default=1.0, help="knowledge adapter conditioning scale (default 1)")
+    parser.add_argument("--adapter-scale", type=finite_float, default=1.0, help="knowledge adapter conditioning scale (default 1)")
     parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="inference dtype (default fp32)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per denoiser batch (default 8)")
+    parser.add_argument("--batch-size", type=count, default=8, help="images per denoiser batch (default 8)")
     parser.add_argument("--format", choices=("png", "dcm"), default="png", help="image file format (default png)")
     parser.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bit depth (default 8)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -44,7 +46,10 @@ def read_reports(path: str) -> list[dict]:
     if not p.is_file():
         raise DiffCXRError(f"reports file {p} not found")
     items: list[dict] = []
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DiffCXRError(f"reports file {p} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
     if p.suffix.lower() in (".jsonl", ".ndjson"):
         for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():

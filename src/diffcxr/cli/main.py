@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from diffcxr import __version__
+from diffcxr.cli.arguments import CLIParser
 from diffcxr.errors import DiffCXRError
 
 # name -> module path. Add new subcommands here and nowhere else.
@@ -37,12 +38,30 @@ COMMANDS: dict[str, str] = {
     "demo": "diffcxr.cli.demo",
 }
 
-# Errors that are caused by the user's input/environment rather than by a bug in diffcxr.
-USER_ERRORS = (DiffCXRError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+# Expected failures: the user's input or environment, not a bug in diffcxr. Each becomes one line (-v: traceback).
+USER_ERRORS = (DiffCXRError, OSError, UnicodeError, ValueError, MemoryError)
+
+
+def _expected_failure(exc: BaseException) -> bool:
+    """Also a corrupt weights file (safetensors) and an image too large to decode safely (PIL)."""
+    if isinstance(exc, USER_ERRORS):
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"SafetensorError", "DecompressionBombError", "UnidentifiedImageError"})
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(exc, DiffCXRError):
+        return first or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return "out of memory (is a count or size option far too large?)"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CLIParser(
         prog="diffcxr",
         description="Diff-CXR: generate chest X-rays from radiology reports, and everything around it.",
     )
@@ -60,18 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
     parser = build_parser()
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not getattr(args, "_run", None):
-        parser.print_help()
-        return 2
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    verbose = "-v" in argv or "--verbose" in argv
     try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+        if not getattr(args, "_run", None):
+            parser.print_help()
+            return 2
         return int(args._run(args) or 0)
-    except USER_ERRORS as exc:
-        if args.verbose:
+    except Exception as exc:  # the one error boundary: expected failures are one line, bugs keep their traceback
+        if verbose or not _expected_failure(exc):
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"diffcxr: error: {message}", file=sys.stderr)
+        print(f"diffcxr: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("diffcxr: interrupted", file=sys.stderr)

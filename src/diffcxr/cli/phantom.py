@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from diffcxr.cli.arguments import count, fraction, non_negative
+
 HELP = "generate digital chest X-ray phantoms with known findings, reports and planted noise"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=int, required=True, help="number of phantoms")
-    parser.add_argument("--size", type=int, default=256, help="image side in pixels, 32..1024 (default 256)")
-    parser.add_argument("--noise-fraction", type=float, default=0.0,
+    parser.add_argument("--n", type=count, required=True, help="number of phantoms")
+    parser.add_argument("--size", type=count, default=256, help="image side in pixels, 32..1024 (default 256)")
+    parser.add_argument("--noise-fraction", type=fraction, default=0.0,
                         help="fraction of samples with planted dataset noise, in [0, 1) (default 0)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=non_negative, default=0, help="random seed (default 0)")
     parser.add_argument("--out", required=True, help="output folder (gets images/ and metadata.csv)")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty folder that is not an earlier phantom dataset")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from diffcxr.cli.arguments import CLIParser
+
 HELP = "train a Diff-CXR stage (vae, vlm, base, adapter, classifier) or all of them, resumable"
 
 STAGE_CHOICES = ("vae", "vlm", "base", "adapter", "classifier", "all")
 
 
-class _IntermixedParser(argparse.ArgumentParser):
+class _IntermixedParser(CLIParser):
     """Lets ``key=value`` overrides come after the options (``... --data X base.lr=1e-4``), which plain
     ``parse_known_args`` rejects once the first positional group has been consumed."""
 

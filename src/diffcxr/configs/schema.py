@@ -9,6 +9,7 @@ parsed as YAML scalars (``1e-4``, ``true``, ``null``, ``[0.9, 0.99]``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from pathlib import Path
@@ -54,13 +55,18 @@ def coerce(value: Any, hint: Any, key: str, where: str) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
     elif hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):  # ".nan" / ".inf" in YAML: never a meaningful setting
+                raise DiffCXRError(f"{where}: {key} must be a finite number, got {value!r}")
+            return number
     elif hint is str:
         if isinstance(value, bool):  # YAML reads a bare `no` / `yes` as a boolean
             return "yes" if value else "no"

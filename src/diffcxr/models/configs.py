@@ -71,7 +71,10 @@ def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
             raise DiffCXRError(f"unknown key {key!r} in model config {where} (allowed: {', '.join(sorted(_TOP_LEVEL))})")
     if "image_size" not in raw:
         raise DiffCXRError(f"model config {where} needs 'image_size'")
-    cfg: dict[str, Any] = {"name": raw.get("name", Path(where).stem), "image_size": int(raw["image_size"])}
+    size = raw["image_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        raise DiffCXRError(f"model config {where}: image_size must be an integer >= 8, got {size!r}")
+    cfg: dict[str, Any] = {"name": raw.get("name", Path(where).stem), "image_size": size}
     for section, defaults in _SCHEMA.items():
         given = raw.get(section) or {}
         if not isinstance(given, dict):

@@ -213,6 +213,9 @@ def _check(cfg, section: str, where: str) -> None:
         dotted = f"{section}.{f.name}" if section else f.name
         if f.name in _CHOICES and value not in _CHOICES[f.name]:
             raise DiffCXRError(f"{where}: {dotted} must be one of {', '.join(_CHOICES[f.name])}, got {value!r}")
+        if f.name in ("seed", "limit", "warmup_steps", "checkpoint_every", "log_every") and isinstance(value, int) \
+                and value < 0:
+            raise DiffCXRError(f"{where}: {dotted} must be >= 0, got {value}")
     if isinstance(cfg, StageConfig):
         for name in ("max_steps", "batch_size", "grad_accum", "keep_last"):
             if getattr(cfg, name) < 1:
