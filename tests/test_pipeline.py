@@ -140,3 +140,29 @@ def test_committed_tiny_pipeline_fixture_loads():
                output_type="np", progress=False)
     assert out.images.shape == (1, 16, 16, 1) and np.isfinite(out.images).all()
     assert out.knowledge_prompts == ["There is pneumothorax."]
+
+
+@pytest.mark.parametrize("component", ["denoiser", "text_encoder"])
+def test_pickled_weights_are_refused(tmp_path, capsys, component):
+    """Weights load from safetensors only: a component re-saved as a pickle (.bin) is an error, not a load."""
+    from diffcxr.cli.main import main
+
+    pipe = DiffCXRPipeline.from_model_config("tiny", seed=0)
+    pipe.save_pretrained(tmp_path / "p", safe_serialization=True)
+    if component == "denoiser":
+        folder = tmp_path / "p" / "denoiser"
+        pipe.denoiser.save_pretrained(folder, safe_serialization=False)
+        (folder / "diffusion_pytorch_model.safetensors").unlink()
+    else:
+        folder = tmp_path / "p" / "report_encoder" / "text_encoder"
+        torch.save(pipe.report_encoder.text_encoder.state_dict(), folder / "pytorch_model.bin")  # a pickle
+        (folder / "model.safetensors").unlink()
+    assert any(p.suffix == ".bin" for p in folder.iterdir())
+    with pytest.raises(DiffCXRError, match="safetensors"):
+        DiffCXRPipeline.from_pretrained(tmp_path / "p")
+    with pytest.raises(DiffCXRError, match="safetensors files only"):
+        DiffCXRPipeline.from_pretrained(tmp_path / "p", use_safetensors=False)
+    assert main(["generate", "No acute disease.", "--model", str(tmp_path / "p"), "--out", str(tmp_path / "g"),
+                 "--n", "1", "--steps", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("diffcxr: error:") and "safetensors" in err[-1]

@@ -79,7 +79,7 @@ def load_classifier(directory) -> CXRClassifier:
     if config.get("_class_name") != "CXRClassifier":
         raise DiffCXRError(f"{directory} is not a classifier folder (expected config.json with _class_name "
                            f"'CXRClassifier', as written by 'diffcxr train classifier' or 'diffcxr downstream')")
-    return CXRClassifier.from_pretrained(directory).eval()
+    return CXRClassifier.from_pretrained(directory, use_safetensors=True).eval()
 
 
 @torch.no_grad()

@@ -398,13 +398,15 @@ def _quiet_transformers():
 
 
 def _load_text_model(auto_model, path, local_files_only: bool = True):
-    """``AutoModel.from_pretrained`` without the (unused) BERT pooler where the architecture allows it, quietly
-    (no report about the dropped pooler weights, no "Loading weights" bar)."""
+    """``AutoModel.from_pretrained`` from safetensors only (a text tower shipped as a pickle is refused), without
+    the (unused) BERT pooler where the architecture allows it, quietly (no report about the dropped pooler
+    weights, no "Loading weights" bar)."""
     with _quiet_transformers():
         try:
-            return auto_model.from_pretrained(path, local_files_only=local_files_only, add_pooling_layer=False)
+            return auto_model.from_pretrained(path, local_files_only=local_files_only, use_safetensors=True,
+                                              add_pooling_layer=False)
         except TypeError:
-            return auto_model.from_pretrained(path, local_files_only=local_files_only)
+            return auto_model.from_pretrained(path, local_files_only=local_files_only, use_safetensors=True)
 
 
 def _config_dict(conf) -> dict:

@@ -64,7 +64,8 @@ def vae_from_model_config(cfg: dict) -> AutoencoderKL:
 def load_vae(name_or_path, subfolder: str | None = None, torch_dtype=None) -> AutoencoderKL:
     """Load a saved ``AutoencoderKL`` (local folder, or hub id when online)."""
     try:
-        return AutoencoderKL.from_pretrained(name_or_path, subfolder=subfolder, torch_dtype=torch_dtype)
+        return AutoencoderKL.from_pretrained(name_or_path, subfolder=subfolder, torch_dtype=torch_dtype,
+                                             use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise DiffCXRError(f"cannot load VAE {name_or_path!r}: {str(exc).splitlines()[0]}") from exc
 

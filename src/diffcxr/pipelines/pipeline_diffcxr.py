@@ -291,6 +291,19 @@ class DiffCXRPipeline(DiffusionPipeline):
 
     # -- construction --------------------------------------------------------------------------------------
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "DiffCXRPipeline":
+        """Load a saved pipeline folder (diffusers' loader). Weights are read from safetensors files only: a
+        component saved as a pickle (``diffusion_pytorch_model.bin``, ``pytorch_model.bin``) is refused."""
+        if kwargs.get("use_safetensors") is False:
+            raise DiffCXRError("diffcxr loads weights from safetensors files only (use_safetensors=False is refused)")
+        kwargs["use_safetensors"] = True
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise DiffCXRError(f"cannot load a DiffCXRPipeline from {pretrained_model_name_or_path}: "
+                               f"{str(exc).strip().splitlines()[0]}") from exc
+
+    @classmethod
     def from_model_config(cls, config="tiny", seed: int | None = 0, report_encoder: ReportEncoder | None = None,
                           with_adapter: bool | None = None) -> "DiffCXRPipeline":
         """Randomly initialised components from a model config (``tiny`` / ``cpu-mini`` / ``paper`` / path).

@@ -46,7 +46,7 @@ def load_base(out_root):
     if not (path / "config.json").is_file():
         raise DiffCXRError(f"no trained base U-ViT in {path}: run `diffcxr train base` (or `all`) with this "
                            "--output-dir first")
-    return UViT.from_pretrained(path)
+    return UViT.from_pretrained(path, use_safetensors=True)
 
 
 def train_adapter(run: RunConfig, data_spec: str, out_root, *, manifest: str | None = None, resume: bool = False,

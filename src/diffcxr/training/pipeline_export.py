@@ -30,7 +30,7 @@ def build_pipeline(run, out_root, include_adapter: bool = True):
     if include_adapter and (adapter_dir / "config.json").is_file():
         from diffcxr.models.knowledge_adapter import DiseaseKnowledgeAdapter
 
-        adapter = DiseaseKnowledgeAdapter.from_pretrained(adapter_dir)
+        adapter = DiseaseKnowledgeAdapter.from_pretrained(adapter_dir, use_safetensors=True)
     scheduler = sampling_scheduler(run.adapter if adapter is not None else run.base)
     return DiffCXRPipeline(vae=vae, denoiser=denoiser, report_encoder=encoder, scheduler=scheduler,
                            knowledge_adapter=adapter)
