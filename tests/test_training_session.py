@@ -188,3 +188,41 @@ def test_existing_run_needs_resume(tmp_path, phantom_dir):  # noqa: F811
         train_stage("vae", run, f"phantom:{phantom_dir}", tmp_path, progress=False)
     info = json.loads((tmp_path / "vae" / "COMPLETE.json").read_text())
     assert info["steps"] == 1
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "broken state.json", "truncated optimizer"])
+def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, capsys, damage):
+    model, opt, sched = _model_and_optimizer()
+    ck = Checkpointer(tmp_path, keep_last=3)
+    ck.save(1, {"m": model}, opt, sched, state=TrainState(step=1))
+    at_step_1 = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    newest = ck.save(2, {"m": model}, opt, sched, state=TrainState(step=2))
+    if damage == "truncated weights":
+        data = (newest / "model.safetensors").read_bytes()
+        (newest / "model.safetensors").write_bytes(data[: len(data) // 2])
+    elif damage == "broken state.json":
+        (newest / "state.json").write_text('{"format": "diffcxr-checkpoint-1", "st')
+    else:
+        data = (newest / "optimizer.safetensors").read_bytes()
+        (newest / "optimizer.safetensors").write_bytes(data[:20])
+    fresh, fresh_opt, fresh_sched = _model_and_optimizer(seed=1)
+    path, state = ck.load_newest_intact({"m": fresh}, fresh_opt, fresh_sched)
+    assert path.name.endswith("00000001") and state.step == 1
+    for k, v in fresh.state_dict().items():
+        torch.testing.assert_close(v, at_step_1[k])
+    assert "damaged" in capsys.readouterr().out
+
+
+def test_resume_with_no_intact_checkpoint_is_one_clear_error(tmp_path):
+    from diffcxr.errors import DiffCXRError
+
+    model, opt, sched = _model_and_optimizer()
+    ck = Checkpointer(tmp_path, keep_last=3)
+    only = ck.save(1, {"m": model}, opt, sched, state=TrainState(step=1))
+    (only / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(DiffCXRError, match="no intact checkpoint"):
+        ck.load_newest_intact({"m": model}, opt, sched)
+    assert Checkpointer(tmp_path / "empty", keep_last=1).load_newest_intact({"m": model}) is None

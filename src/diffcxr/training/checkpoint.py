@@ -4,6 +4,7 @@ position (:class:`TrainState`) and the global RNG states. A checkpoint is comple
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -15,6 +16,8 @@ import torch
 
 from diffcxr.atomic import atomic_write_text
 from diffcxr.errors import DiffCXRError
+
+logger = logging.getLogger(__name__)
 
 
 __all__ = ["Checkpointer", "TrainState", "CHECKPOINT_PREFIX", "LATEST", "load_checkpoint_models", "fsync_dir", "write_json", "optimizer_to_safe", "optimizer_from_safe"]
@@ -162,6 +165,31 @@ class Checkpointer:
                 return target
         found = self.list()
         return found[-1] if found else None
+
+    def load_newest_intact(self, models: dict[str, torch.nn.Module], optimizer=None, scheduler=None, ema=None
+                           ) -> tuple[Path, TrainState] | None:
+        """Load the newest checkpoint that reads back whole, newest first (the ``latest`` pointer's target, then
+        older ones); a truncated file or a broken ``state.json`` is skipped with a warning. None when there is
+        no checkpoint; an error when none is intact. A checkpoint of another model config is an error, not
+        skipped."""
+        newest = self.latest()
+        if newest is None:
+            return None
+        candidates = [newest] + [p for p in reversed(self.list()) if p != newest]
+        damaged = []
+        for path in candidates:
+            try:
+                state, _ = self.load(path, models, optimizer, scheduler, ema)
+                return path, state
+            except DiffCXRError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any read/parse failure means "damaged"
+                reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                logger.warning("checkpoint %s is damaged (%s); trying the previous one", path, reason)
+                print(f"warning: checkpoint {path.name} is damaged ({reason}); trying the previous one", flush=True)
+                damaged.append(path.name)
+        raise DiffCXRError(f"no intact checkpoint in {self.root} (damaged: {', '.join(damaged)}); start again "
+                           "without --resume in a new --output-dir")
 
     def save(self, step: int, models: dict[str, torch.nn.Module], optimizer=None, scheduler=None, ema=None,
              state: TrainState | None = None, extra: dict | None = None) -> Path:

@@ -157,9 +157,9 @@ class Session:
         self._models, self._optimizer, self._scheduler, self._ema = unwrapped, optimizer, scheduler, ema
         state = TrainState()
         if self.resume:
-            latest = self.checkpointer.latest()
-            if latest is not None:
-                state, _ = self.checkpointer.load(latest, unwrapped, optimizer, scheduler, ema)
+            loaded = self.checkpointer.load_newest_intact(unwrapped, optimizer, scheduler, ema)
+            if loaded is not None:
+                latest, state = loaded
                 self._last_saved_step = state.step
                 if self.is_main:
                     print(f"[{self.stage}] resumed from {latest} (step {state.step})", flush=True)
