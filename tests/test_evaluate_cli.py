@@ -118,6 +118,11 @@ def test_evaluate_with_model_generates_then_scores(tiny, tmp_path):
     assert metrics["mauc"]["labels_from"] == ["sidecar"]
     sidecars = sorted((out / "generated").glob("*.json"))
     assert len(sidecars) == 4
+    # a second run into the same --out would score the first run's images too: refused in one line
+    assert main(["evaluate", "--real", f"phantom:{root / 'real'}", "--model", str(model), "--reports",
+                 f"phantom:{root / 'real'}", "--split", "all", "--n-reports", "2", "--steps", "2", "--metrics", "fid",
+                 "--extractor", "random", "--out", str(out), "--quiet"]) == 1
+    assert len(sorted((out / "generated").glob("*.json"))) == 4
 
     # the "no disease knowledge" ablation is one flag away and recorded in every sidecar
     code = main(["evaluate", "--real", f"phantom:{root / 'real'}", "--model", str(model), "--reports",

@@ -69,3 +69,26 @@ def test_generate_bad_model_and_huge_report(tmp_path, capsys):
     big.write_text("effusion " * 120_000)
     assert main(["generate", "--input", str(big), *BASE, "--out", str(tmp_path / "o")]) == 1
     assert "characters" in capsys.readouterr().err
+
+
+def test_generate_never_overwrites_or_collides(tmp_path, capsys):
+    """Ids that map to one file name get distinct files; an --out that holds this run's files is refused
+    unless --overwrite; wrong label types in a JSONL file are one line."""
+    from diffcxr.cli.main import main
+
+    model = Path(__file__).resolve().parent / "fixtures" / "tiny_pipeline"
+    reports = tmp_path / "r.jsonl"
+    reports.write_text("\n".join(json.dumps({"id": i, "report": "Small left effusion."}) for i in ("a/b", "a?b")))
+    argv = ["generate", "--input", str(reports), "--model", str(model), "--out", str(tmp_path / "g"), "--n", "1",
+            "--steps", "1", "--quiet"]
+    assert main(argv) == 0
+    assert sorted(p.name for p in (tmp_path / "g").glob("*.png")) == ["a_b-2_00.png", "a_b_00.png"]
+    before = (tmp_path / "g" / "a_b_00.png").read_bytes()
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "already holds 4 of the files" in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "g" / "a_b_00.png").read_bytes() == before
+    assert main(argv + ["--overwrite"]) == 0
+    reports.write_text(json.dumps({"report": "x", "labels": 5}))
+    assert main(argv + ["--out", str(tmp_path / "h")]) == 1
+    assert "\"labels\" must be an object" in capsys.readouterr().err

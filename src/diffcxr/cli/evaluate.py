@@ -70,6 +70,9 @@ def _generate(args, out_dir):
         raise DiffCXRError(f"no reports in {args.reports} (split {args.split})")
     records = records[: args.n_reports]
     gen_dir = out_dir / "generated"
+    if gen_dir.is_dir() and any(gen_dir.iterdir()):
+        raise DiffCXRError(f"{gen_dir} already holds images of an earlier run (they would be scored with the new "
+                           f"ones); use a new --out, or score them with --generated {gen_dir}")
     gen_dir.mkdir(parents=True, exist_ok=True)
     jsonl = out_dir / "reports.jsonl"
     jsonl.write_text("".join(json.dumps({"id": r.id, "report": r.report}) + "\n" for r in records), encoding="utf-8")

@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("png", "dcm"), default="png", help="image file format (default png)")
     parser.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bit depth (default 8)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace images and sidecars already in --out (default: refuse to overwrite them)")
 
 
 def read_reports(path: str) -> list[dict]:
@@ -60,6 +62,9 @@ def read_reports(path: str) -> list[dict]:
                 raise DiffCXRError(f"{p}:{lineno}: not valid JSON ({exc.msg})") from exc
             if not isinstance(rec, dict) or not isinstance(rec.get("report"), str):
                 raise DiffCXRError(f"{p}:{lineno}: each line must be an object with a \"report\" string")
+            if rec.get("labels") is not None and not isinstance(rec["labels"], (dict, str)):
+                raise DiffCXRError(f"{p}:{lineno}: \"labels\" must be an object such as {{\"Edema\": 1}} or a string "
+                                   f"such as \"Edema=1\", got {type(rec['labels']).__name__}")
             items.append({"id": str(rec.get("id", len(items))), "report": rec["report"], "labels": rec.get("labels")})
     else:
         for line in text.splitlines():
@@ -74,6 +79,17 @@ def _safe_id(s: str) -> str:
     import re
 
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)[:80] or "report"
+
+
+def file_stems(items: list[dict]) -> list[str]:
+    """One file stem per report, unique even when ids differ only in characters a file name cannot hold
+    (``a/b`` and ``a?b`` → ``a_b`` and ``a_b-2``)."""
+    stems, seen = [], {}
+    for item in items:
+        base = _safe_id(item["id"])
+        seen[base] = seen.get(base, 0) + 1
+        stems.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return stems
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,6 +138,16 @@ def run(args: argparse.Namespace) -> int:
     pipe.set_progress_bar_config(disable=args.quiet)
 
     out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DiffCXRError(f"--out {out_dir} is a file; give a folder")
+    for item, stem in zip(items, file_stems(items)):
+        item["stem"] = stem
+    targets = [out_dir / f"{it['stem']}_{k:02d}{ext}" for it in items for k in range(args.n)
+               for ext in (f".{args.format}", ".json")]
+    existing = [t for t in targets if t.exists() or t.is_symlink()]
+    if existing and not args.overwrite:
+        raise DiffCXRError(f"--out {out_dir} already holds {len(existing)} of the files this run would write "
+                           f"(e.g. {existing[0].name}); choose another --out or pass --overwrite")
     out_dir.mkdir(parents=True, exist_ok=True)
     # one job per image: (item, k-th image of that report, global seed)
     jobs = [(item, k, args.seed + g) for g, (item, k) in
@@ -139,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
                    labels=[it["labels"] for it, _, _ in chunk], adapter_conditioning_scale=args.adapter_scale,
                    uncertain_as_positive=args.uncertain_as_positive, progress=not args.quiet)
         for j, (item, k, seed) in enumerate(chunk):
-            stem = f"{_safe_id(item['id'])}_{k:02d}"
+            stem = f"{item['stem']}_{k:02d}"
             img = out.images[j][..., 0]
             if args.format == "png":
                 path = save_png(img, out_dir / f"{stem}.png", bits=args.bits, value_range=(0.0, 1.0))
