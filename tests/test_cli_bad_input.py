@@ -4,10 +4,13 @@ leaves the files it was pointed at unchanged."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from diffcxr.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -43,10 +46,14 @@ def _cases(d):
         # inputs
         ["generate", "--input", f"{d}/latin1.txt", "--model", f"{d}/model", "--out", f"{d}/g"],
         ["label", "--input", f"{d}/missing.txt"],
+        ["generate", "x", "--model", str(ROOT / "tests" / "fixtures" / "tiny_pipeline"), "--out", f"{d}/g", "--device", "bogus"],
+        ["demo", "-c", "nope", "--out", f"{d}/demo"],  # refused before any phantom is written
+        ["demo", "--size", "32", "--out", f"{d}/demo"],  # the config's image size is 64
+        ["data", "info", f"csv:{d}/model"],
     ]
 
 
-@pytest.mark.parametrize("index", range(18))
+@pytest.mark.parametrize("index", range(22))
 def test_bad_input_is_one_line_and_exit_1(bad_files, capsys, index):
     argv = _cases(bad_files)[index]
     before = {p.name: p.read_bytes() for p in bad_files.iterdir() if p.is_file()}
@@ -61,7 +68,7 @@ def test_bad_input_is_one_line_and_exit_1(bad_files, capsys, index):
 
 
 def test_the_case_table_is_complete(bad_files):
-    assert len(_cases(bad_files)) == 18
+    assert len(_cases(bad_files)) == 22
 
 
 def test_verbose_keeps_the_traceback(bad_files):

@@ -211,3 +211,15 @@ def test_dicom_without_pixels_is_rejected(tmp_path):
     ds.save_as(path, enforce_file_format=True)
     with pytest.raises(ImageReadError, match="no pixel data"):
         load_image(path)
+
+
+def test_a_fifo_listed_as_an_image_is_an_error_not_a_hang(tmp_path):
+    import os
+
+    from diffcxr.data.image_io import read_image_array
+    from diffcxr.errors import ImageReadError
+
+    fifo = tmp_path / "image.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageReadError, match="regular image file"):
+        read_image_array(fifo)

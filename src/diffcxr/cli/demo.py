@@ -40,27 +40,32 @@ def run(args: argparse.Namespace) -> int:
     times: dict[str, float] = {}
     t_all = time.perf_counter()
 
-    # 1. phantoms ---------------------------------------------------------------------------------------------------
-    from diffcxr.data.phantom import make_phantom_dataset
-
-    phantoms = out / "phantoms"
-    t0 = time.perf_counter()
-    meta = phantoms / "phantom.json"
-    same = meta.is_file() and json.loads(meta.read_text()).get("n") == args.n and \
-        json.loads(meta.read_text()).get("size") == args.size and json.loads(meta.read_text()).get("seed") == args.seed
-    if not (args.resume and same):
-        if (out / "model").exists() and not args.resume:
-            raise DiffCXRError(f"{out} already holds a demo; pass --resume to continue it or choose another --out")
-        print(f"[demo] making {args.n} phantoms ({args.size}x{args.size}) in {phantoms}", flush=True)
-        make_phantom_dataset(args.n, args.size, phantoms, seed=args.seed, progress=True)
-    times["phantoms_s"] = time.perf_counter() - t0
-
-    # 2. train every stage + export the pipeline --------------------------------------------------------------------------
+    # 0. everything that can be checked before minutes of work --------------------------------------------------------
     from diffcxr.training import load_run_config, train
 
     cfg = load_run_config(args.config, [f"seed={args.seed}", *args.overrides])
     if cfg.model_config()["image_size"] != args.size:
         raise DiffCXRError(f"--size {args.size} does not match the config's image_size {cfg.model_config()['image_size']}")
+
+    # 1. phantoms ---------------------------------------------------------------------------------------------------
+    from diffcxr.data.phantom import make_phantom_dataset
+
+    phantoms = out / "phantoms"
+    t0 = time.perf_counter()
+    meta_path = phantoms / "phantom.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    same = meta and (meta.get("n"), meta.get("size"), meta.get("seed")) == (args.n, args.size, args.seed)
+    if (out / "model").exists() and not args.resume:
+        raise DiffCXRError(f"{out} already holds a demo; pass --resume to continue it or choose another --out")
+    if (out / "model").exists() and not same:
+        raise DiffCXRError(f"the demo in {out} was trained on --n {meta.get('n')} --size {meta.get('size')} --seed "
+                           f"{meta.get('seed')}; resume with those values or choose another --out")
+    if not (args.resume and same):
+        print(f"[demo] making {args.n} phantoms ({args.size}x{args.size}) in {phantoms}", flush=True)
+        make_phantom_dataset(args.n, args.size, phantoms, seed=args.seed, progress=True)
+    times["phantoms_s"] = time.perf_counter() - t0
+
+    # 2. train every stage + export the pipeline --------------------------------------------------------------------------
     model_dir = out / "model"
     t0 = time.perf_counter()
     train("all", cfg, f"phantom:{phantoms}", model_dir, resume=args.resume,

@@ -131,6 +131,12 @@ def run(args: argparse.Namespace) -> int:
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise DiffCXRError(f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DiffCXRError(f"--device {device}: this torch build has no usable CUDA GPU; use --device cpu")
+    try:
         pipe = DiffCXRPipeline.from_pretrained(model_dir, dtype=dtype)
     except (OSError, ValueError, KeyError) as exc:
         raise DiffCXRError(f"cannot load the model from {model_dir}: {str(exc).splitlines()[0]}") from exc

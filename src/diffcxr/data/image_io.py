@@ -73,6 +73,8 @@ def read_image_array(path: str | Path, *, allow_colour: bool = False) -> np.ndar
         raise ImageReadError(f"image not found: {path}")
     if path.is_dir():
         raise ImageReadError(f"expected an image file, got a folder: {path}")
+    if not path.is_file():  # a FIFO or device would block or never end
+        raise ImageReadError(f"expected a regular image file: {path}")
     if path.suffix.lower() in DICOM_SUFFIXES or _has_dicom_preamble(path):
         return _read_dicom(path)
     return _read_raster(path, allow_colour=allow_colour)
