@@ -133,3 +133,29 @@ def test_phantom_folder_reads_with_the_csv_source(dataset):
     if records is None:
         pytest.skip("data layer has no phantom reader")
     assert len(records) == len(rows)
+
+
+def test_an_interrupted_run_leaves_the_previous_dataset_intact(tmp_path, monkeypatch):
+    from diffcxr.data.phantom import generator
+
+    out = tmp_path / "ph"
+    generator.make_phantom_dataset(4, 32, out, seed=0, progress=False)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    calls = {"n": 0}
+    real = generator.render_phantom
+
+    def interrupted(case, size):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(case, size)
+
+    monkeypatch.setattr(generator, "render_phantom", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generator.make_phantom_dataset(6, 32, out, seed=1, progress=False)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ph"]  # no staging folder left behind
+    monkeypatch.setattr(generator, "render_phantom", real)
+    generator.make_phantom_dataset(6, 32, out, seed=1, progress=False)
+    assert len(list((out / "images").glob("*.png"))) == 6 and len(read_rows(out / "metadata.csv")) == 6

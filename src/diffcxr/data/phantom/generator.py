@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,7 +176,8 @@ def make_phantom_dataset(n: int, size: int, out_dir, noise_fraction: float = 0.0
     """Write ``n`` phantoms to ``out_dir/images/*.png`` (8-bit) and ``out_dir/metadata.csv``; return the csv path.
 
     A previous phantom dataset in ``out_dir`` (it has ``phantom.json``) is replaced; any other non-empty
-    folder is refused unless ``overwrite``.
+    folder is refused unless ``overwrite``. The dataset is written to a staging folder beside ``out_dir`` and
+    moved into place when complete, so an interrupted run leaves the previous dataset intact (or nothing).
     """
     n, size = int(n), int(size)
     if n <= 0:
@@ -182,13 +185,43 @@ def make_phantom_dataset(n: int, size: int, out_dir, noise_fraction: float = 0.0
     if not 32 <= size <= 1024:
         raise DiffCXRError(f"image size must be between 32 and 1024 pixels, got {size}")
     noise = noise_assignment(n, float(noise_fraction), seed)
-    out_dir = Path(out_dir)
-    check_output_dir(out_dir, overwrite)
+    final_dir = Path(out_dir)
+    check_output_dir(final_dir, overwrite)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    out_dir = final_dir.with_name(f".{final_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    try:
+        _write_dataset(out_dir, n, size, noise, noise_fraction, seed, progress)
+        _publish(out_dir, final_dir)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return final_dir / "metadata.csv"
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Move a complete dataset from ``staging`` to ``out_dir`` (replacing an earlier phantom dataset whole)."""
+    if out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()
+    if not out_dir.exists():
+        os.replace(staging, out_dir)
+    elif is_phantom_dir(out_dir):
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+        os.replace(staging, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:  # --overwrite of another folder: our entries replace theirs, the rest stays
+        for entry in staging.iterdir():
+            target = out_dir / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.replace(entry, target)
+
+
+def _write_dataset(out_dir: Path, n: int, size: int, noise, noise_fraction: float, seed: int, progress: bool) -> None:
     img_dir = out_dir / "images"
-    if is_phantom_dir(out_dir):  # replace our own previous output only
-        for old in img_dir.glob("phantom_*.png"):
-            old.unlink()
-    img_dir.mkdir(parents=True, exist_ok=True)
+    img_dir.mkdir(parents=True)
     rows = []
     it = range(n)
     if progress:
@@ -212,7 +245,6 @@ def make_phantom_dataset(n: int, size: int, out_dir, noise_fraction: float = 0.0
     meta = {"generator": "diffcxr.data.phantom", "format": 1, "n": n, "size": size, "seed": seed,
             "noise_fraction": noise_fraction, "noise_types": list(NOISE_TYPES)}
     (out_dir / MARKER_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return csv_path
 
 
 def _other_case(case: PhantomCase) -> PhantomCase:
