@@ -54,8 +54,10 @@ def test_evaluate_all_metrics(tiny, capsys):
     assert set(metrics["mauc"]["labels_from"]) == {"sidecar", "labeler"}
     assert "real" in metrics["mauc"]
     assert metrics["memorization"]["n_generated"] == 12
+    q = metrics["prdc"]
+    assert (q["k"], q["n_real"], q["n_fake"]) == (5, 24, 12) and 0 <= q["precision"] <= 1 and 0 <= q["coverage"] <= 1
     report = (out / "report.md").read_text()
-    assert "FID" in report and "Per-finding AUROC" in report
+    assert "FID" in report and "Per-finding AUROC" in report and "precision / recall / density / coverage" in report
     assert any((out / "grids").glob("*.png"))
     # 95 % bootstrap intervals over reports (default 200 replicates) around each point estimate
     assert p["bootstrap"] == {"replicates": 200, "level": 0.95, "unit": "report"}
@@ -133,3 +135,13 @@ def test_evaluate_with_model_generates_then_scores(tiny, tmp_path):
     side = json.loads(sorted((tmp_path / "ablation" / "generated").glob("*.json"))[0].read_text())
     settings = side["settings"]
     assert settings["adapter_conditioning_scale"] == 0 and settings["guidance_scale"] == 1.5
+
+
+def test_prdc_with_too_few_images_is_a_listed_skip(tiny):
+    root, gen, clf = tiny
+    out = root / "few"
+    assert main(["evaluate", "--real", f"phantom:{root / 'real'}", "--generated", str(gen), "--split", "all",
+                 "--metrics", "prdc", "--extractor", "random", "--n", "4", "--out", str(out), "--quiet"]) == 0
+    q = json.loads((out / "metrics.json").read_text())["prdc"]
+    assert "needs more than 5" in q["skipped"] and "precision" not in q
+    assert "skipped: needs more than 5" in (out / "report.md").read_text()

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["GeneratedImage", "read_generated", "labels_from_sidecar", "image_batches", "evaluate", "write_report",
            "METRICS"]
 
-METRICS = ("fid", "kid", "msssim", "mauc", "memorization")
+METRICS = ("fid", "kid", "prdc", "msssim", "mauc", "memorization")
 
 
 @dataclass
@@ -158,15 +158,16 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
              train_records=None, batch_size: int = 64, kid_subsets: int = 100, kid_subset_size: int = 1000,
              kid_capacity: int = 10_000, memorization_threshold: float = 0.95, uncertain: str = "exclude",
              missing: str = "negative", seed: int = 0, bootstrap: int = 200, bootstrap_level: float = 0.95,
-             protocol: dict | None = None, log=print) -> dict:
+             prdc_k: int = 5, protocol: dict | None = None, log=print) -> dict:
     """Compute the requested ``metrics`` and return the ``metrics.json`` dictionary."""
     from diffcxr.metrics import (StreamingGaussianStats, bootstrap_interval, intra_prompt_msssim,
                                  kernel_inception_distance, frechet_distance, memorization, per_finding_auroc)
 
     metrics = list(metrics)
-    need_features = any(m in metrics for m in ("fid", "kid", "memorization"))
+    need_features = any(m in metrics for m in ("fid", "kid", "prdc", "memorization"))
     if need_features and extractor is None:
-        raise DiffCXRError("fid/kid/memorization need a feature extractor")
+        raise DiffCXRError("fid/kid/prdc/memorization need a feature extractor")
+    sampled = "kid" in metrics or "prdc" in metrics  # both read a reservoir of <= kid_capacity features per side
     if "mauc" in metrics and classifier is None:
         raise DiffCXRError("mauc needs a trained classifier: pass --classifier DIR")
     out: dict = {"protocol": dict(protocol or {})}
@@ -187,12 +188,12 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         log(f"real: {len(real_paths)} images")
         real_pass = _Pass(need_features, kid_capacity, False, seed).run(
             real_paths, size, batch_size, extractor if need_features else None,
-            classifier if "mauc" in metrics else None, kid="kid" in metrics)
+            classifier if "mauc" in metrics else None, kid=sampled)
     log(f"generated: {len(generated)} images")
     keep = "memorization" in metrics or (bootstrap > 0 and ("fid" in metrics or "kid" in metrics))
     gen_pass = _Pass(need_features, kid_capacity, keep, seed + 1).run(
         [g.path for g in generated], size, batch_size, extractor if need_features else None,
-        classifier if "mauc" in metrics else None, kid="kid" in metrics)
+        classifier if "mauc" in metrics else None, kid=sampled)
     gen_features = torch.cat(gen_pass.features) if keep and need_features else None  # bootstrap / memorisation
     out["protocol"]["n_real"] = real_pass.n if real_pass else 0
     if extractor is not None:
@@ -220,6 +221,15 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
                                                  subset_size=kid_subset_size, seed=seed, fake_ids=idx)[0]
 
             out["kid"]["interval"] = interval(kid_of, mean)
+    if "prdc" in metrics:
+        from diffcxr.metrics import prdc
+
+        real_f, gen_f = real_pass.reservoir.features, gen_pass.reservoir.features
+        if min(len(real_f), len(gen_f)) <= prdc_k:
+            out["prdc"] = {"k": prdc_k, "skipped": f"needs more than {prdc_k} real and generated images, got "
+                                                   f"{len(real_f)} and {len(gen_f)}"}
+        else:
+            out["prdc"] = {**prdc(real_f, gen_f, k=prdc_k).to_dict(), "reservoir": kid_capacity}
     if "mauc" in metrics:
         labeled = [i for i, g in enumerate(generated) if g.labels_source != "none"]
         if not labeled:
@@ -315,6 +325,11 @@ def write_report(results: dict, generated: list[GeneratedImage], out_dir, size: 
     if "kid" in results:
         k = results["kid"]
         lines.append(f"| KID ({ext.get('name')}) | {k['mean']:.5f} ± {k['std']:.5f}{_ci(k.get('interval'), 5)} |")
+    if "prdc" in results:
+        q = results["prdc"]
+        value = (f"skipped: {q['skipped']}" if "skipped" in q else
+                 f"{q['precision']:.3f} / {q['recall']:.3f} / {q['density']:.3f} / {q['coverage']:.3f}")
+        lines.append(f"| precision / recall / density / coverage ({ext.get('name')}, k = {q['k']}) | {value} |")
     if "mauc" in results:
         lines.append(f"| mAUC, generated vs. conditioning reports | {_fmt(results['mauc']['generated']['mauc'])}"
                      f"{_ci(results['mauc'].get('interval'), 3)} |")

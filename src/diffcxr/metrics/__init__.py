@@ -13,9 +13,10 @@ from diffcxr.metrics.fid import StreamingGaussianStats, fid_from_features, frech
 from diffcxr.metrics.kid import ReservoirSampler, kernel_inception_distance, polynomial_mmd2
 from diffcxr.metrics.memorization import MemorizationResult, memorization, nearest_neighbours
 from diffcxr.metrics.msssim import intra_prompt_msssim, pairwise_msssim, scales_for_size
+from diffcxr.metrics.prdc import PRDC, kth_neighbour_radii, prdc
 
 __all__ = [
-    "AUROCResult", "MemorizationResult", "ReservoirSampler", "StreamingGaussianStats", "binary_auroc",
+    "AUROCResult", "MemorizationResult", "PRDC", "kth_neighbour_radii", "prdc", "ReservoirSampler", "StreamingGaussianStats", "binary_auroc",
     "bootstrap_interval", "group_bootstrap",
     "fid_from_features", "frechet_distance", "intra_prompt_msssim", "kernel_inception_distance", "map_labels",
     "memorization", "nearest_neighbours", "pairwise_msssim", "per_finding_auroc", "polynomial_mmd2",
