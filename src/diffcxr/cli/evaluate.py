@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prdc-k", type=count, default=5,
                         help="nearest neighbours of precision/recall/density/coverage (default 5, as CheXGenBench)")
     parser.add_argument("--extractor", default="cxr", help="feature network: cxr (default; needs --classifier), "
-                        "random (tests only), inception (torch-fidelity), xrv (torchxrayvision)")
+                        "random (tests only), inception (torch-fidelity), xrv (torchxrayvision), raddino (RadDINO)")
+    parser.add_argument("--extractor-path", help="raddino: a local model folder or hub id (default microsoft/rad-dino; "
+                        "downloading needs network)")
     parser.add_argument("--classifier", help="trained CXR classifier folder (mAUC scores, 'cxr' features)")
     parser.add_argument("--n", type=non_negative, default=0, help="use at most N real and N generated images (0 = all)")
     parser.add_argument("--size", type=non_negative, default=0, help="read images at SxS (default: the generated images' size)")
@@ -136,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     if any(m in metrics for m in ("fid", "kid", "prdc", "memorization")):
         from diffcxr.metrics.extractors import load_extractor
 
-        extractor = load_extractor(args.extractor, classifier=args.classifier, device=args.device, seed=args.seed)
+        extractor = load_extractor(args.extractor, classifier=args.classifier, device=args.device, seed=args.seed,
+                                   path=args.extractor_path)
     if "mauc" in metrics:
         if not args.classifier:
             raise DiffCXRError("mauc needs --classifier DIR (a CXR classifier trained on real images)")

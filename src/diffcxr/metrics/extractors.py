@@ -8,6 +8,10 @@
   only: it measures pixel-statistics distances, not realism.
 - ``inception`` (optional, online): torch-fidelity's InceptionV3 pool3 (2048-d), the standard FID network;
   grayscale is repeated to 3 channels and fed as uint8 (torch-fidelity resizes to 299×299 itself).
+- ``raddino`` (optional; weights from the hub, ``microsoft/rad-dino``, or a local folder): RadDINO, the DINOv2
+  ViT-B trained on chest X-rays that CheXGenBench reports FID/KID/PRDC on. Preprocessing is the model's own image
+  processor, as its model card prescribes (grayscale replicated to RGB, resize + centre crop to 518, its mean and
+  std); features = the CLS embedding (``pooler_output``, 768-d). The processor settings are recorded.
 - ``xrv`` (optional, online): torchxrayvision DenseNet-121 ``densenet121-res224-all`` pooled features (1024-d)
   at 224×224, inputs rescaled to xrv's [-1024, 1024] range.
 
@@ -23,9 +27,10 @@ from torch import nn
 from diffcxr.errors import DiffCXRError
 
 __all__ = ["FeatureExtractor", "random_extractor", "cxr_extractor", "inception_extractor", "xrv_extractor",
-           "load_extractor", "EXTRACTORS"]
+           "raddino_extractor", "load_extractor", "EXTRACTORS", "RADDINO_HUB_ID"]
 
-EXTRACTORS = ("cxr", "random", "inception", "xrv")
+EXTRACTORS = ("cxr", "random", "inception", "xrv", "raddino")
+RADDINO_HUB_ID = "microsoft/rad-dino"
 
 
 class FeatureExtractor:
@@ -139,8 +144,49 @@ def xrv_extractor(weights: str = "densenet121-res224-all", device="cpu") -> Feat
                             device=device, info={"weights": weights})
 
 
-def load_extractor(name: str, *, classifier=None, device="cpu", seed: int = 0) -> FeatureExtractor:
-    """Build an extractor by name (``cxr``, ``random``, ``inception``, ``xrv``)."""
+def raddino_extractor(path: str = RADDINO_HUB_ID, device="cpu") -> FeatureExtractor:
+    """RadDINO CLS features (768-d) with its own image processor. ``path``: a local folder holding the model and
+    its ``preprocessor_config.json``, or a hub id (downloads unless ``HF_HUB_OFFLINE`` is set). Weights are read
+    from safetensors only."""
+    import logging
+
+    import numpy as np
+    from transformers import AutoImageProcessor, AutoModel
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity(logging.ERROR)  # "BitImageProcessor requires torchvision ... falling back": expected
+    try:
+        processor = AutoImageProcessor.from_pretrained(path)
+        model = AutoModel.from_pretrained(path, use_safetensors=True)
+    except (OSError, ValueError) as exc:
+        raise DiffCXRError(f"cannot load RadDINO from {path!r} ({str(exc).strip().splitlines()[0]}); download it "
+                           f"(huggingface-cli download {RADDINO_HUB_ID} --local-dir DIR) and pass --extractor-path DIR"
+                           ) from None
+    finally:
+        hf_logging.set_verbosity(level)
+
+    def pixel_values(x: torch.Tensor) -> torch.Tensor:
+        # [-1, 1] grayscale → 8-bit RGB arrays, then the model's own resize / crop / normalisation
+        arrays = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).repeat(1, 3, 1, 1).permute(0, 2, 3, 1)
+        return processor(images=list(arrays.cpu().numpy().astype(np.uint8)), return_tensors="pt")["pixel_values"]
+
+    def cls_embedding(pixels: torch.Tensor) -> torch.Tensor:
+        return model(pixel_values=pixels.to(model.dtype)).pooler_output
+
+    settings = {k: getattr(processor, k, None) for k in ("size", "crop_size", "image_mean", "image_std",
+                                                          "do_center_crop", "resample")}
+    settings = {k: (dict(v) if hasattr(v, "items") else list(v) if isinstance(v, tuple) else v)
+                for k, v in settings.items()}
+    return FeatureExtractor(model, "raddino", None, preprocess=pixel_values, call=cls_embedding, device=device,
+                            info={"weights": str(path), "features": "CLS embedding (pooler_output)",
+                                  "processor": {k: (v if isinstance(v, (int, float, str, bool, list, dict, type(None)))
+                                                    else str(v)) for k, v in settings.items()}})
+
+
+def load_extractor(name: str, *, classifier=None, device="cpu", seed: int = 0, path: str | None = None
+                   ) -> FeatureExtractor:
+    """Build an extractor by name (``cxr``, ``random``, ``inception``, ``xrv``, ``raddino`` with ``path``)."""
     if name == "cxr":
         return cxr_extractor(classifier, device)
     if name == "random":
@@ -149,4 +195,6 @@ def load_extractor(name: str, *, classifier=None, device="cpu", seed: int = 0) -
         return inception_extractor(device)
     if name == "xrv":
         return xrv_extractor(device=device)
+    if name == "raddino":
+        return raddino_extractor(path or RADDINO_HUB_ID, device=device)
     raise DiffCXRError(f"unknown feature extractor {name!r}; choose one of {', '.join(EXTRACTORS)}")
