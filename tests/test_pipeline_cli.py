@@ -92,3 +92,24 @@ def test_generate_never_overwrites_or_collides(tmp_path, capsys):
     reports.write_text(json.dumps({"report": "x", "labels": 5}))
     assert main(argv + ["--out", str(tmp_path / "h")]) == 1
     assert "\"labels\" must be an object" in capsys.readouterr().err
+
+
+def test_generate_reads_chexgenbench_prompt_csvs_and_writes_their_index(tmp_path, capsys):
+    import csv
+
+    from diffcxr.cli.main import main
+
+    model = Path(__file__).resolve().parent / "fixtures" / "tiny_pipeline"
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text('annotated_prompt,other\n"Small left effusion, no pneumothorax.",x\nNormal chest.,y\n')
+    assert main(["generate", "--input", str(prompts), "--model", str(model), "--out", str(tmp_path / "g"), "--n", "1",
+                 "--steps", "1", "--quiet"]) == 0
+    rows = list(csv.DictReader((tmp_path / "g" / "generated.csv").open()))
+    assert [r["prompt"] for r in rows] == ["Small left effusion, no pneumothorax.", "Normal chest."]
+    for r in rows:
+        assert r["annotated_prompt"] == r["prompt"] and r["img_savename"] == r["synthetic_filename"]
+        assert (tmp_path / "g" / r["img_savename"]).is_file()
+    prompts.write_text("text\nNormal chest.\n")
+    assert main(["generate", "--input", str(prompts), "--model", str(model), "--out", str(tmp_path / "h")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "needs one of report, prompt, annotated_prompt" in err and len(err.splitlines()) == 1

@@ -15,8 +15,9 @@ HELP = "generate chest X-rays from radiology report text with a trained Diff-CXR
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("report", nargs="?", help="report text (findings/impression); or use --input")
-    parser.add_argument("--input", help="reports file: .txt (one report per line) or .jsonl "
-                                        "({\"report\": ..., optional \"id\", \"labels\"})")
+    parser.add_argument("--input", help="reports file: .txt (one report per line), .jsonl ({\"report\": ..., "
+                                        "optional \"id\", \"labels\"}) or .csv (a 'report', 'prompt' or "
+                                        "'annotated_prompt' column, as CheXGenBench's prompt files; optional 'id')")
     parser.add_argument("--model", required=True, help="folder of a saved DiffCXRPipeline")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--n", type=count, default=4, help="images per report (default 4)")
@@ -66,6 +67,8 @@ def read_reports(path: str) -> list[dict]:
                 raise DiffCXRError(f"{p}:{lineno}: \"labels\" must be an object such as {{\"Edema\": 1}} or a string "
                                    f"such as \"Edema=1\", got {type(rec['labels']).__name__}")
             items.append({"id": str(rec.get("id", len(items))), "report": rec["report"], "labels": rec.get("labels")})
+    elif p.suffix.lower() == ".csv":
+        items = _csv_reports(p, text)
     else:
         for line in text.splitlines():
             if line.strip():
@@ -73,6 +76,45 @@ def read_reports(path: str) -> list[dict]:
     if not items:
         raise DiffCXRError(f"reports file {p} contains no reports")
     return items
+
+
+PROMPT_COLUMNS = ("report", "prompt", "annotated_prompt")  # the first one present is read
+
+
+def _csv_reports(path, text: str) -> list[dict]:
+    """A CSV of reports: the first of :data:`PROMPT_COLUMNS` it has (CheXGenBench's prompt files have
+    ``prompt`` / ``annotated_prompt``), an optional ``id`` column."""
+    import csv
+    import io
+
+    from diffcxr.errors import DiffCXRError
+
+    reader = csv.DictReader(io.StringIO(text))
+    column = next((c for c in PROMPT_COLUMNS if c in (reader.fieldnames or [])), None)
+    if column is None:
+        raise DiffCXRError(f"{path}: no report column; the CSV needs one of {', '.join(PROMPT_COLUMNS)} "
+                           f"(it has {', '.join(reader.fieldnames or []) or 'no header'})")
+    items = []
+    for row in reader:
+        if (row.get(column) or "").strip():
+            items.append({"id": str(row.get("id") or len(items)), "report": row[column].strip(), "labels": None})
+    return items
+
+
+def write_chexgenbench_csv(path, rows: list[dict]) -> None:
+    """Index of a run with the column names CheXGenBench's scripts read: ``prompt`` and ``annotated_prompt`` (the
+    report), ``img_savename`` and ``synthetic_filename`` (the image file), plus ``id`` and ``seed``."""
+    import csv
+    import io
+
+    from diffcxr.atomic import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["prompt", "annotated_prompt", "img_savename", "synthetic_filename",
+                                                "id", "seed"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def _safe_id(s: str) -> str:
@@ -161,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     settings = {"steps": args.steps, "guidance_scale": args.guidance, "adapter_conditioning_scale": args.adapter_scale,
                 "uncertain_as_positive": args.uncertain_as_positive, "dtype": args.dtype, "device": device,
                 "scheduler": type(pipe.scheduler).__name__, "with_adapter": pipe.knowledge_adapter is not None}
-    written = 0
+    written, index = 0, []
     t0 = time.perf_counter()
     for start in range(0, len(jobs), args.batch_size):
         chunk = jobs[start:start + args.batch_size]
@@ -185,7 +227,10 @@ def run(args: argparse.Namespace) -> int:
                 "model": str(model_dir.resolve()), "settings": settings, "diffcxr_version": __version__,
             }
             (out_dir / f"{stem}.json").write_text(json.dumps(sidecar, indent=2), encoding="utf-8")
+            index.append({"prompt": item["report"], "annotated_prompt": item["report"], "img_savename": path.name,
+                          "synthetic_filename": path.name, "id": item["id"], "seed": seed})
             written += 1
+    write_chexgenbench_csv(out_dir / "generated.csv", index)
     if not args.quiet:
         dt = time.perf_counter() - t0
         print(f"wrote {written} images to {out_dir} ({dt / written:.2f} s/image)")
