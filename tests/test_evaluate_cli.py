@@ -145,3 +145,37 @@ def test_prdc_with_too_few_images_is_a_listed_skip(tiny):
     q = json.loads((out / "metrics.json").read_text())["prdc"]
     assert "needs more than 5" in q["skipped"] and "precision" not in q
     assert "skipped: needs more than 5" in (out / "report.md").read_text()
+
+
+def test_per_finding_metrics_score_findings_with_enough_images_and_list_the_rest(tiny):
+    root, gen, clf = tiny
+    out = root / "pf"
+    assert main(["evaluate", "--real", f"phantom:{root / 'real'}", "--generated", str(gen), "--split", "all",
+                 "--metrics", "per_finding", "--extractor", "random", "--per-finding-min", "3", "--bootstrap", "0",
+                 "--out", str(out), "--quiet"]) == 0
+    pf = json.loads((out / "metrics.json").read_text())["per_finding"]
+    assert pf["min_images"] == 3 and set(pf["findings"]) | set(pf["skipped"]) == set(CHEXPERT_FINDINGS)
+    for name, m in pf["findings"].items():
+        assert m["n_real"] >= 6 and m["n_generated"] >= 6 and m["fid"] >= 0 and 0 <= m["prdc"]["coverage"] <= 1
+    for reason in pf["skipped"].values():
+        assert "need 6 each" in reason
+    assert "Per-finding FID / KID / PRDC" in (out / "report.md").read_text()
+
+
+def test_per_finding_metrics_match_the_metrics_on_the_subsets():
+    import numpy as np
+    import torch
+
+    from diffcxr.metrics import fid_from_features, per_finding_metrics, prdc
+
+    rng = np.random.default_rng(0)
+    real, fake = torch.tensor(rng.normal(size=(80, 5))).float(), torch.tensor(rng.normal(size=(60, 5)) + 0.3).float()
+    real_y, fake_y = np.full((80, 14), np.nan), np.full((60, 14), np.nan)
+    real_y[:40, 1], fake_y[10:40, 1] = 1, 1  # Cardiomegaly
+    real_y[:3, 9] = 1  # Pleural Effusion: too few
+    out = per_finding_metrics(real, real_y, fake, fake_y, min_images=10, kid_subsets=5)
+    m = out["findings"]["Cardiomegaly"]
+    assert (m["n_real"], m["n_generated"]) == (40, 30)
+    assert m["fid"] == pytest.approx(fid_from_features(real[:40], fake[10:40]))
+    assert m["prdc"]["coverage"] == pytest.approx(prdc(real[:40], fake[10:40]).coverage)
+    assert "Pleural Effusion" in out["skipped"] and list(out["findings"]) == ["Cardiomegaly"]

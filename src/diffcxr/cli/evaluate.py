@@ -20,7 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--model", help="saved DiffCXRPipeline: generate from --reports first (into OUT/generated)")
     parser.add_argument("--reports", help="with --model: dataset spec whose reports (split --split) condition generation")
     parser.add_argument("--metrics", default="fid,kid,prdc,msssim,mauc,memorization",
-                        help="comma-separated subset of fid,kid,prdc,msssim,mauc,memorization (default: all)")
+                        help="comma-separated subset of fid,kid,prdc,msssim,mauc,memorization,per_finding "
+                             "(default: all but per_finding)")
+    parser.add_argument("--per-finding-min", type=count, default=50,
+                        help="per_finding: score a finding with at least this many positive real and generated "
+                             "images each (default 50); the others are listed as skipped")
     parser.add_argument("--prdc-k", type=count, default=5,
                         help="nearest neighbours of precision/recall/density/coverage (default 5, as CheXGenBench)")
     parser.add_argument("--extractor", default="cxr", help="feature network: cxr (default; needs --classifier), "
@@ -120,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     size = args.size or read_image_array(generated[0].path).shape[0]
 
     split = None if args.split == "all" else args.split
-    needs_real = any(m in metrics for m in ("fid", "kid", "prdc", "mauc", "memorization"))
+    needs_real = any(m in metrics for m in ("fid", "kid", "prdc", "mauc", "memorization", "per_finding"))
     real = []
     if needs_real:
         real = read_records(args.real, split=split, require_images=True, derive_labels=True)
@@ -135,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
             train = random.Random(args.seed).sample(train, args.max_train)
 
     extractor = classifier = None
-    if any(m in metrics for m in ("fid", "kid", "prdc", "memorization")):
+    if any(m in metrics for m in ("fid", "kid", "prdc", "memorization", "per_finding")):
         from diffcxr.metrics.extractors import load_extractor
 
         extractor = load_extractor(args.extractor, classifier=args.classifier, device=args.device, seed=args.seed,
@@ -155,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
                        kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
                        memorization_threshold=args.memorization_threshold, uncertain=args.uncertain,
                        missing=args.missing, seed=args.seed, bootstrap=args.bootstrap,
-                       bootstrap_level=args.bootstrap_level, prdc_k=args.prdc_k, protocol=protocol, log=log)
+                       bootstrap_level=args.bootstrap_level, prdc_k=args.prdc_k,
+                       per_finding_min=args.per_finding_min, protocol=protocol, log=log)
     report = write_report(results, generated, out_dir, size)
     def ci(interval):
         return f"[{interval['low']:.4g},{interval['high']:.4g}]" if interval else ""

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["GeneratedImage", "read_generated", "labels_from_sidecar", "image_batches", "evaluate", "write_report",
            "METRICS"]
 
-METRICS = ("fid", "kid", "prdc", "msssim", "mauc", "memorization")
+METRICS = ("fid", "kid", "prdc", "msssim", "mauc", "memorization", "per_finding")
 
 
 @dataclass
@@ -158,15 +158,15 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
              train_records=None, batch_size: int = 64, kid_subsets: int = 100, kid_subset_size: int = 1000,
              kid_capacity: int = 10_000, memorization_threshold: float = 0.95, uncertain: str = "exclude",
              missing: str = "negative", seed: int = 0, bootstrap: int = 200, bootstrap_level: float = 0.95,
-             prdc_k: int = 5, protocol: dict | None = None, log=print) -> dict:
+             prdc_k: int = 5, per_finding_min: int = 50, protocol: dict | None = None, log=print) -> dict:
     """Compute the requested ``metrics`` and return the ``metrics.json`` dictionary."""
     from diffcxr.metrics import (StreamingGaussianStats, bootstrap_interval, intra_prompt_msssim,
                                  kernel_inception_distance, frechet_distance, memorization, per_finding_auroc)
 
     metrics = list(metrics)
-    need_features = any(m in metrics for m in ("fid", "kid", "prdc", "memorization"))
+    need_features = any(m in metrics for m in ("fid", "kid", "prdc", "memorization", "per_finding"))
     if need_features and extractor is None:
-        raise DiffCXRError("fid/kid/prdc/memorization need a feature extractor")
+        raise DiffCXRError("fid/kid/prdc/memorization/per_finding need a feature extractor")
     sampled = "kid" in metrics or "prdc" in metrics  # both read a reservoir of <= kid_capacity features per side
     if "mauc" in metrics and classifier is None:
         raise DiffCXRError("mauc needs a trained classifier: pass --classifier DIR")
@@ -186,11 +186,12 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         if need_features and len(real_paths) < 2:
             raise DiffCXRError(f"need at least 2 real images, got {len(real_paths)}")
         log(f"real: {len(real_paths)} images")
-        real_pass = _Pass(need_features, kid_capacity, False, seed).run(
+        real_pass = _Pass(need_features, kid_capacity, "per_finding" in metrics, seed).run(
             real_paths, size, batch_size, extractor if need_features else None,
             classifier if "mauc" in metrics else None, kid=sampled)
     log(f"generated: {len(generated)} images")
-    keep = "memorization" in metrics or (bootstrap > 0 and ("fid" in metrics or "kid" in metrics))
+    keep = "memorization" in metrics or "per_finding" in metrics or (
+        bootstrap > 0 and ("fid" in metrics or "kid" in metrics))
     gen_pass = _Pass(need_features, kid_capacity, keep, seed + 1).run(
         [g.path for g in generated], size, batch_size, extractor if need_features else None,
         classifier if "mauc" in metrics else None, kid=sampled)
@@ -230,6 +231,15 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
                                                    f"{len(real_f)} and {len(gen_f)}"}
         else:
             out["prdc"] = {**prdc(real_f, gen_f, k=prdc_k).to_dict(), "reservoir": kid_capacity}
+    if "per_finding" in metrics:
+        from diffcxr.metrics import per_finding_metrics
+
+        labeled = [i for i, g in enumerate(generated) if g.labels_source != "none"]
+        out["per_finding"] = per_finding_metrics(
+            torch.cat(real_pass.features), np.stack([r.labels for r in real_records]),
+            gen_features[torch.tensor(labeled, dtype=torch.long)], np.stack([generated[i].labels for i in labeled]),
+            min_images=per_finding_min, uncertain=uncertain, missing=missing, k=prdc_k, kid_subsets=kid_subsets,
+            kid_subset_size=kid_subset_size, seed=seed)
     if "mauc" in metrics:
         labeled = [i for i, g in enumerate(generated) if g.labels_source != "none"]
         if not labeled:
@@ -341,6 +351,18 @@ def write_report(results: dict, generated: list[GeneratedImage], out_dir, size: 
     if "memorization" in results:
         m = results["memorization"]
         lines.append(f"| nearest-train cosine ≥ {m['threshold']} | {m['share_above']:.2%} ({m['n_above']}/{m['n_generated']}) |")
+    if "per_finding" in results:
+        pf = results["per_finding"]
+        lines += ["", f"## Per-finding FID / KID / PRDC ({ext.get('name')}; generated images whose report is positive "
+                  f"vs. real images positive, ≥ {pf['min_images']} each)", "",
+                  "| finding | real | generated | FID | KID | precision | recall | density | coverage |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, m in pf["findings"].items():
+            q = m["prdc"]
+            lines.append(f"| {name} | {m['n_real']} | {m['n_generated']} | {m['fid']:.4g} | {m['kid']:.5f} | "
+                         f"{q['precision']:.3f} | {q['recall']:.3f} | {q['density']:.3f} | {q['coverage']:.3f} |")
+        for name, reason in pf["skipped"].items():
+            lines.append(f"| {name} | skipped: {reason} | | | | | | | |")
     if tables:
         lines += ["", "## Per-finding AUROC (generated images vs. their conditioning reports)", "", tables["generated"]]
         if tables.get("real"):

@@ -8,6 +8,7 @@
 """
 
 from diffcxr.metrics.bootstrap import bootstrap_interval, group_bootstrap
+from diffcxr.metrics.conditional import per_finding_metrics
 from diffcxr.metrics.auroc import AUROCResult, binary_auroc, map_labels, per_finding_auroc
 from diffcxr.metrics.fid import StreamingGaussianStats, fid_from_features, frechet_distance
 from diffcxr.metrics.kid import ReservoirSampler, kernel_inception_distance, polynomial_mmd2
@@ -16,7 +17,7 @@ from diffcxr.metrics.msssim import intra_prompt_msssim, pairwise_msssim, scales_
 from diffcxr.metrics.prdc import PRDC, kth_neighbour_radii, prdc
 
 __all__ = [
-    "AUROCResult", "MemorizationResult", "PRDC", "kth_neighbour_radii", "prdc", "ReservoirSampler", "StreamingGaussianStats", "binary_auroc",
+    "AUROCResult", "MemorizationResult", "PRDC", "kth_neighbour_radii", "prdc", "per_finding_metrics", "ReservoirSampler", "StreamingGaussianStats", "binary_auroc",
     "bootstrap_interval", "group_bootstrap",
     "fid_from_features", "frechet_distance", "intra_prompt_msssim", "kernel_inception_distance", "map_labels",
     "memorization", "nearest_neighbours", "pairwise_msssim", "per_finding_auroc", "polynomial_mmd2",
