@@ -54,6 +54,9 @@ def test_evaluate_all_metrics(tiny, capsys):
     assert set(metrics["mauc"]["labels_from"]) == {"sidecar", "labeler"}
     assert "real" in metrics["mauc"]
     assert metrics["memorization"]["n_generated"] == 12
+    cal = metrics["memorization"]["calibrated"]
+    assert cal["percentile"] == 99 and cal["n_real_heldout"] == 24 and cal["share_real_heldout"] <= 0.05
+    assert 0 <= cal["share_generated"] <= 1
     q = metrics["prdc"]
     assert (q["k"], q["n_real"], q["n_fake"]) == (5, 24, 12) and 0 <= q["precision"] <= 1 and 0 <= q["coverage"] <= 1
     report = (out / "report.md").read_text()

@@ -37,7 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="split of --real used as reference (train/val/test/all; default test)")
     parser.add_argument("--train-split", default="train", help="split of --real searched for memorisation (default train)")
     parser.add_argument("--max-train", type=non_negative, default=20000, help="at most this many training images for memorisation")
-    parser.add_argument("--memorization-threshold", type=fraction, default=0.95, help="cosine flagged as a near copy (default 0.95)")
+    parser.add_argument("--memorization-threshold", type=fraction, default=0.95,
+                        help="fixed cosine flagged as a near copy (default 0.95; reported next to the calibrated rule)")
+    parser.add_argument("--memorization-percentile", type=finite_float, default=99.0,
+                        help="calibrated rule: flag a generated image whose nearest-training cosine exceeds this "
+                             "percentile of the real held-out images' (default 99)")
     parser.add_argument("--uncertain", choices=("exclude", "positive", "negative"), default="exclude",
                         help="uncertain (-1) report labels in AUROC (default exclude)")
     parser.add_argument("--missing", choices=("negative", "exclude"), default="negative",
@@ -157,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(real_records=real, generated=generated, metrics=metrics, size=size, extractor=extractor,
                        classifier=classifier, train_records=train, batch_size=args.batch_size,
                        kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
-                       memorization_threshold=args.memorization_threshold, uncertain=args.uncertain,
+                       memorization_threshold=args.memorization_threshold,
+                       memorization_percentile=args.memorization_percentile, uncertain=args.uncertain,
                        missing=args.missing, seed=args.seed, bootstrap=args.bootstrap,
                        bootstrap_level=args.bootstrap_level, prdc_k=args.prdc_k,
                        per_finding_min=args.per_finding_min, protocol=protocol, log=log)

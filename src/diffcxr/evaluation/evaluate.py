@@ -156,12 +156,14 @@ class _Pass:
 
 def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: int, extractor=None, classifier=None,
              train_records=None, batch_size: int = 64, kid_subsets: int = 100, kid_subset_size: int = 1000,
-             kid_capacity: int = 10_000, memorization_threshold: float = 0.95, uncertain: str = "exclude",
+             kid_capacity: int = 10_000, memorization_threshold: float = 0.95, memorization_percentile: float = 99.0,
+             uncertain: str = "exclude",
              missing: str = "negative", seed: int = 0, bootstrap: int = 200, bootstrap_level: float = 0.95,
              prdc_k: int = 5, per_finding_min: int = 50, protocol: dict | None = None, log=print) -> dict:
     """Compute the requested ``metrics`` and return the ``metrics.json`` dictionary."""
     from diffcxr.metrics import (StreamingGaussianStats, bootstrap_interval, intra_prompt_msssim,
-                                 kernel_inception_distance, frechet_distance, memorization, per_finding_auroc)
+                                 kernel_inception_distance, frechet_distance, memorization, nearest_neighbours,
+                                 per_finding_auroc)
 
     metrics = list(metrics)
     need_features = any(m in metrics for m in ("fid", "kid", "prdc", "memorization", "per_finding"))
@@ -186,7 +188,8 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         if need_features and len(real_paths) < 2:
             raise DiffCXRError(f"need at least 2 real images, got {len(real_paths)}")
         log(f"real: {len(real_paths)} images")
-        real_pass = _Pass(need_features, kid_capacity, "per_finding" in metrics, seed).run(
+        keep_real = "per_finding" in metrics or "memorization" in metrics
+        real_pass = _Pass(need_features, kid_capacity, keep_real, seed).run(
             real_paths, size, batch_size, extractor if need_features else None,
             classifier if "mauc" in metrics else None, kid=sampled)
     log(f"generated: {len(generated)} images")
@@ -290,6 +293,15 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         res = memorization(gen_features, train_feats, memorization_threshold)
         out["memorization"] = res.to_dict([g.id for g in generated], [r.id for r in train_records])
         out["memorization"]["n_train"] = len(train_records)
+        # calibrated: flag what is closer to a training image than `percentile` % of real held-out images are
+        real_sim, _ = nearest_neighbours(torch.cat(real_pass.features), train_feats)
+        cut = float(torch.quantile(real_sim, memorization_percentile / 100))
+        out["memorization"]["calibrated"] = {
+            "percentile": memorization_percentile, "threshold": cut,
+            "share_generated": float((res.similarity > cut).float().mean()),
+            "share_real_heldout": float((real_sim > cut).float().mean()), "n_real_heldout": int(real_sim.numel()),
+            "rule": "generated image flagged when its nearest-training cosine exceeds this percentile of the real "
+                    "held-out images' nearest-training cosines"}
         out["_memo_pairs"] = [(generated[a].path, train_records[b].image_path, c) for a, b, c in res.closest]
     return out
 
@@ -350,7 +362,12 @@ def write_report(results: dict, generated: list[GeneratedImage], out_dir, size: 
         lines.append(f"| MS-SSIM within report ({m['scales']} scales; lower = more diverse) | {m['msssim']:.4f} |")
     if "memorization" in results:
         m = results["memorization"]
-        lines.append(f"| nearest-train cosine ≥ {m['threshold']} | {m['share_above']:.2%} ({m['n_above']}/{m['n_generated']}) |")
+        if "calibrated" in m:
+            c = m["calibrated"]
+            lines.append(f"| memorised: nearest-train cosine above the real held-out {c['percentile']:g}th percentile "
+                         f"({c['threshold']:.3f}) | generated {c['share_generated']:.2%}, real held-out "
+                         f"{c['share_real_heldout']:.2%} |")
+        lines.append(f"| nearest-train cosine ≥ {m['threshold']} (fixed) | {m['share_above']:.2%} ({m['n_above']}/{m['n_generated']}) |")
     if "per_finding" in results:
         pf = results["per_finding"]
         lines += ["", f"## Per-finding FID / KID / PRDC ({ext.get('name')}; generated images whose report is positive "
