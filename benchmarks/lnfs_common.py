@@ -1,14 +1,13 @@
-"""Shared helpers of the LNFS benchmarks: load images, fit a small AutoencoderKL for a few minutes, encode.
+"""Shared helpers of the LNFS benchmarks: load images, train (or reuse) the VAE with the project's VAE stage,
+encode through ``diffcxr.models.vae.encode_images``.
 
-The VAE here is a *benchmark stand-in* (the project's VAE training stage is separate): a 1-channel diffusers
-``AutoencoderKL`` (block_out_channels 16/32/32 = KL-f4, 4 latent channels, the shape of the ``cpu-mini`` model config at half width)
-fitted with plain Adam on L1 + 1e-6·KL for a fixed wall-clock budget. The filter itself only sees the saved
-VAE (``save_pretrained``) through ``diffcxr.filtering.driver``.
+The numbers in docs/filtering.md were measured with an earlier stand-in VAE (plain Adam, L1 + 1e-6·KL, a
+4-minute wall-clock budget, the same 16/32/32 KL-f4 shape); the benchmarks now train it with ``diffcxr train
+vae`` (the ``demo`` run config), so a re-run gives numbers of the same kind, not the same digits.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,53 +28,22 @@ def load_images(records, size: int) -> tuple[torch.Tensor, list]:
     return torch.stack(images), kept
 
 
-def fit_vae(images: torch.Tensor, minutes: float, seed: int = 0, out_dir: str | Path | None = None, log=print,
-            channels=(16, 32, 32), batch_size: int = 16):
-    """Fit a small 1-channel AutoencoderKL on ``images`` (B×1×S×S in [-1, 1]) for ``minutes`` of wall time."""
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(seed)
-    size = images.shape[-1]
-    vae = AutoencoderKL(
-        in_channels=1, out_channels=1, down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=tuple(channels), layers_per_block=1,
-        latent_channels=4, norm_num_groups=8, sample_size=size, scaling_factor=1.0,
-    )
-    optimiser = torch.optim.Adam(vae.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(seed)
-    start, step = time.perf_counter(), 0
-    vae.train()
-    while time.perf_counter() - start < minutes * 60:
-        batch = images[torch.randint(0, len(images), (batch_size,), generator=generator)]
-        posterior = vae.encode(batch).latent_dist
-        recon = vae.decode(posterior.sample(generator=None)).sample
-        loss = (recon - batch).abs().mean() + 1e-6 * posterior.kl().mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        step += 1
-        if step % 100 == 0:
-            log(f"  vae step {step}: L1 {float((recon - batch).abs().mean()):.4f} ({time.perf_counter() - start:.0f} s)")
-    vae.eval().requires_grad_(False)
-    # scaling factor = 1 / std of the latents (as the training stage does), so latents are ~unit variance
-    with torch.inference_mode():
-        sample = torch.cat([vae.encode(images[i:i + 64]).latent_dist.mode() for i in range(0, min(len(images), 512), 64)])
-    vae.register_to_config(scaling_factor=float(1.0 / sample.std()))
-    log(f"  vae: {step} steps in {time.perf_counter() - start:.0f} s, scaling_factor {vae.config.scaling_factor:.3f}")
-    if out_dir is not None:
-        vae.save_pretrained(out_dir)
-    return vae
-
-
-def get_vae(images: torch.Tensor, vae_dir: Path, minutes: float, seed: int = 0, log=print):
-    """Reuse a benchmark VAE saved in ``vae_dir`` or fit (and save) one."""
+def get_vae(data_spec: str, run_dir: str | Path, steps: int, size: int, seed: int = 0, log=print):
+    """The VAE the filter encodes with: reused from ``run_dir`` or trained there by the project's own VAE stage
+    (``diffcxr train vae`` with the ``demo`` run config: KL-f4, 16/32/32 channels, 4 latent channels) on every
+    record of ``data_spec`` (all splits, every view) for ``steps`` steps at ``size``."""
     from diffcxr.models.vae import load_frozen_vae
+    from diffcxr.training import load_run_config, train
 
-    if (Path(vae_dir) / "config.json").is_file():
-        log(f"reusing VAE {vae_dir}")
-        return load_frozen_vae(vae_dir)
-    log(f"fitting a benchmark VAE for {minutes} min on {len(images)} images ...")
-    return fit_vae(images, minutes, seed, vae_dir, log)
+    folder = Path(run_dir) / "vae" / "vae"
+    if (folder / "config.json").is_file():
+        log(f"reusing VAE {folder}")
+    else:
+        log(f"training the benchmark VAE ({steps} steps of the VAE stage) on {data_spec} ...")
+        run = load_run_config("demo", [f"seed={seed}", f"model.image_size={size}", f"vae.max_steps={steps}",
+                                       "data.train_splits=[train, val, test]", "data.frontal_only=false"])
+        train("vae", run, data_spec, run_dir, resume=True, progress=False)
+    return load_frozen_vae(folder)
 
 
 def encode(vae, images: torch.Tensor, batch: int = 64) -> np.ndarray:

@@ -7,7 +7,7 @@ typical images (written OUTSIDE the repository: the images carry mixed licences)
     nice .venv/bin/python benchmarks/lnfs_covid.py                         # ~7 min
     nice .venv/bin/python benchmarks/lnfs_covid.py --vae-dir /tmp/vcovid --out /tmp/lnfs-covid
 
-The VAE is fitted on these images for ``--vae-minutes`` (a stand-in for the project's VAE training stage, see
+The VAE is trained on these images by the project's VAE stage for ``--vae-steps`` steps (see
 ``lnfs_common.py``).
 """
 
@@ -33,8 +33,8 @@ def main() -> int:
     parser.add_argument("--data", default=f"covid:{DEFAULT_DATA}")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vae-minutes", type=float, default=4.0)
-    parser.add_argument("--vae-dir", help="reuse the VAE saved here, or save the fitted one here")
+    parser.add_argument("--vae-steps", type=int, default=900, help="steps of the VAE stage (default 900)")
+    parser.add_argument("--vae-dir", help="reuse the VAE stage run in this folder, or train it here")
     parser.add_argument("--out", help="folder for figures/contact sheets (default: a temp folder; never the repo)")
     parser.add_argument("overrides", nargs="*", help="filter config overrides key=value")
     args = parser.parse_args()
@@ -60,7 +60,7 @@ def main() -> int:
     views = np.array([r.view for r in records])
     lateral = views == "L"
     print(f"{len(records)} readable images; views: {dict(collections.Counter(views.tolist()))}")
-    vae = get_vae(images, Path(args.vae_dir or out / "vae"), args.vae_minutes, args.seed)
+    vae = get_vae(args.data, Path(args.vae_dir or out / "vae"), args.vae_steps, args.size, args.seed)
     latents = encode(vae, images)
     print(f"latents {latents.shape} ({time.perf_counter() - started:.0f} s so far)")
 

@@ -2,11 +2,11 @@
 one round vs gradual rounds, and a sweep over K / fraction / rounds / outlier-cluster rule / features.
 
     nice .venv/bin/python benchmarks/lnfs_phantoms.py                       # 2,000 phantoms at 64×64, ~8 min
-    nice .venv/bin/python benchmarks/lnfs_phantoms.py --vae-dir /tmp/v      # reuse (or keep) the fitted VAE
+    nice .venv/bin/python benchmarks/lnfs_phantoms.py --vae-dir /tmp/v      # reuse (or keep) the trained VAE
 
 Steps: ``diffcxr phantom``-style dataset (``make_phantom_dataset``, noise_fraction 0.1) in a temp folder → a
-small 1-channel AutoencoderKL fitted on those images for ``--vae-minutes`` (see ``lnfs_common.py``; a stand-in
-for the project's VAE training stage) → latents (posterior mean × scaling factor, 4×16×16) → the filter.
+small 1-channel AutoencoderKL trained on those images for ``--vae-steps`` steps of the project's VAE stage (see
+``lnfs_common.py``) → latents (posterior mean × scaling factor, 4×16×16) → the filter.
 
 ``mismatched_report`` noise (a wrong report with a normal image) is invisible to any image-space filter; the
 table therefore also gives the AUROC over the image-visible noise types ("visible").
@@ -58,8 +58,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--noise-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vae-minutes", type=float, default=4.0, help="wall-clock budget to fit the benchmark VAE")
-    parser.add_argument("--vae-dir", help="reuse the VAE saved here, or save the fitted one here")
+    parser.add_argument("--vae-steps", type=int, default=900, help="steps of the VAE stage (default 900)")
+    parser.add_argument("--vae-dir", help="reuse the VAE stage run in this folder, or train it here")
     parser.add_argument("--data-dir", help="reuse/keep the phantom folder here (default: a temp folder)")
     parser.add_argument("--figures", help="write the default run's figures (pca, histogram, sheets) to this folder")
     parser.add_argument("--no-sweep", action="store_true")
@@ -86,7 +86,7 @@ def main() -> int:
     types = np.array([r.meta.get("noise_type", "") for r in records])
     print(f"{len(records)} phantoms {args.size}×{args.size}, {int(truth.sum())} planted noise "
           f"({time.perf_counter() - started:.0f} s)")
-    vae = get_vae(images, Path(args.vae_dir or Path(tmp.name) / "vae"), args.vae_minutes, args.seed)
+    vae = get_vae(f"phantom:{data_dir}", Path(args.vae_dir or Path(tmp.name) / "vae"), args.vae_steps, args.size, args.seed)
     t = time.perf_counter()
     latents = encode(vae, images)
     print(f"latents {latents.shape} in {time.perf_counter() - t:.0f} s")
