@@ -73,15 +73,21 @@ def test_keep_last_and_latest_pointer(tmp_path):
     assert ck.latest().name == "checkpoint-00000004"
 
 
-@pytest.mark.parametrize("fail_at", ["optimizer", "rename", "pointer"])
-def test_crash_mid_write_never_corrupts_latest(tmp_path, monkeypatch, fail_at):
+def _saved_at_step_1_then_changed(root):
+    """A checkpointer in ``root`` with step 1 saved, the model changed afterwards; returns the step-1 weights."""
     model, opt, sched = _model_and_optimizer()
-    ck = Checkpointer(tmp_path, keep_last=3)
+    ck = Checkpointer(root, keep_last=3)
     ck.save(1, {"m": model}, opt, sched, state=TrainState(step=1))
-    good = {k: v.clone() for k, v in model.state_dict().items()}
+    at_step_1 = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
+    return ck, model, opt, sched, at_step_1
+
+
+@pytest.mark.parametrize("fail_at", ["optimizer", "rename", "pointer"])
+def test_crash_mid_write_never_corrupts_latest(tmp_path, monkeypatch, fail_at):
+    ck, model, opt, sched, good = _saved_at_step_1_then_changed(tmp_path)
     real_save, real_replace = checkpoint._save_tensors, os.replace
 
     def bad_save(tensors, path):
@@ -192,13 +198,7 @@ def test_existing_run_needs_resume(tmp_path, phantom_dir):  # noqa: F811
 
 @pytest.mark.parametrize("damage", ["truncated weights", "broken state.json", "truncated optimizer"])
 def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, capsys, damage):
-    model, opt, sched = _model_and_optimizer()
-    ck = Checkpointer(tmp_path, keep_last=3)
-    ck.save(1, {"m": model}, opt, sched, state=TrainState(step=1))
-    at_step_1 = {k: v.clone() for k, v in model.state_dict().items()}
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(1.0)
+    ck, model, opt, sched, at_step_1 = _saved_at_step_1_then_changed(tmp_path)
     newest = ck.save(2, {"m": model}, opt, sched, state=TrainState(step=2))
     if damage == "truncated weights":
         data = (newest / "model.safetensors").read_bytes()
