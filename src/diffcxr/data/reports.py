@@ -50,7 +50,6 @@ REPORT_SECTIONS: tuple[str, ...] = ("findings", "impression")
 PATIENT_SECTIONS: frozenset[str] = frozenset({"indication", "comparison", "technique", "examination", "wet_read"})
 
 
-
 def _alternation(names, upper: bool = False) -> str:
     """Longest first; the words of a multi-word header may be separated by any spaces."""
     names = sorted(names, key=len, reverse=True)
@@ -197,8 +196,7 @@ def compose_report(sections: Mapping[str, str | None], fallback: str = "full") -
     parts = [clean_report_text(sections.get(name) or "") for name in ("findings", "impression")]
     parts = [p for p in parts if p]
     if not parts and fallback == "full":
-        skip = PATIENT_SECTIONS
-        parts = [clean_report_text(body or "") for name, body in sections.items() if name not in skip]
+        parts = [clean_report_text(body or "") for name, body in sections.items() if name not in PATIENT_SECTIONS]
         parts = [p for p in parts if p]
     text = " ".join(p if p.endswith((".", "!", "?")) else p + "." for p in parts)
     return text

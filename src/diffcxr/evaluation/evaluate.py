@@ -199,6 +199,7 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         [g.path for g in generated], size, batch_size, extractor if need_features else None,
         classifier if "mauc" in metrics else None, kid=sampled)
     gen_features = torch.cat(gen_pass.features) if keep and need_features else None  # bootstrap / memorisation
+    real_features = torch.cat(real_pass.features) if real_pass is not None and real_pass.features is not None else None
     out["protocol"]["n_real"] = real_pass.n if real_pass else 0
     if extractor is not None:
         out["protocol"]["extractor"] = extractor.describe()
@@ -239,7 +240,7 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
 
         labeled = [i for i, g in enumerate(generated) if g.labels_source != "none"]
         out["per_finding"] = per_finding_metrics(
-            torch.cat(real_pass.features), np.stack([r.labels for r in real_records]),
+            real_features, np.stack([r.labels for r in real_records]),
             gen_features[torch.tensor(labeled, dtype=torch.long)], np.stack([generated[i].labels for i in labeled]),
             min_images=per_finding_min, uncertain=uncertain, missing=missing, k=prdc_k, kid_subsets=kid_subsets,
             kid_subset_size=kid_subset_size, seed=seed)
@@ -294,7 +295,7 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         out["memorization"] = res.to_dict([g.id for g in generated], [r.id for r in train_records])
         out["memorization"]["n_train"] = len(train_records)
         # calibrated: flag what is closer to a training image than `percentile` % of real held-out images are
-        real_sim, _ = nearest_neighbours(torch.cat(real_pass.features), train_feats)
+        real_sim, _ = nearest_neighbours(real_features, train_feats)
         cut = float(torch.quantile(real_sim, memorization_percentile / 100))
         out["memorization"]["calibrated"] = {
             "percentile": memorization_percentile, "threshold": cut,

@@ -5,7 +5,8 @@ feature extractor (``features()``: the pooled penultimate activations) for FID-s
 pretrained CXR/Inception weights can be downloaded here. BCE under the project's one label policy
 (:func:`diffcxr.findings.map_labels`) with CheXpert's usual settings: not mentioned (NaN) counts as negative
 (``missing: exclude`` masks it out instead: then a finding reports never negate, such as support devices, has
-only positive targets and is not learned), uncertain (-1) as positive (``uncertain: positive``, "U-ones"). Light augmentation: random shifts of up to 1/16 of the image and small
+only positive targets and is not learned), uncertain (-1) as positive (``uncertain: positive``, "U-ones").
+Light augmentation: random shifts of up to 1/16 of the image and small
 brightness/contrast changes, drawn from the step's seeded generator. Saves ``<out>/classifier/classifier``
 (``CXRClassifier.from_pretrained``) and hold-out AUROCs in ``metrics.json``.
 """
