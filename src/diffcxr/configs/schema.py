@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def coerce(value: Any, hint: Any, key: str, where: str) -> Any:
     args = typing.get_args(hint)
     if hint is Any:
         return value
-    if origin is typing.Union or (origin is not None and type(None) in args and origin is not tuple):
+    if origin in (typing.Union, types.UnionType):  # Optional[X] and X | None
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
