@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pydicom
 import pytest
@@ -201,6 +203,50 @@ def test_undecodable_dicom_compression_names_the_fix(tmp_path):
     ds.save_as(path, enforce_file_format=True)
     with pytest.raises(ImageReadError, match=r"JPEG 2000.*dicom-codecs"):
         load_image(path)
+
+
+def _write_dicom_with_raw_value(path, keyword_value: str, raw: bytes, **tags) -> None:
+    """A DICOM whose numeric tag holds ``raw`` bytes (pydicom refuses to write invalid DS values itself)."""
+    write_dicom(path, np.round(gradient() * 1000), **tags)
+    data = path.read_bytes()
+    assert data.count(keyword_value.encode()) == 1 and len(raw) == len(keyword_value)
+    path.write_bytes(data.replace(keyword_value.encode(), raw))
+
+
+@pytest.mark.parametrize("raw", [b"NaN ", b"abc ", b"inf "])
+def test_dicom_with_unusable_window_falls_back_to_full_range_with_one_warning(tmp_path, caplog, raw):
+    path = tmp_path / "win.dcm"
+    _write_dicom_with_raw_value(path, "7777", raw, WindowCenter="500", WindowWidth="7777")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydicom's own "invalid value" warnings are kept inside the reader
+        array = read_image_array(path)
+    assert np.isfinite(array).all() and array.min() == 0.0 and array.max() == 1.0  # min-max, not black
+    assert [r.levelname for r in caplog.records] == ["WARNING"] and "window" in caplog.records[0].getMessage()
+
+
+@pytest.mark.parametrize("raw", [b"NaN ", b"abc "])
+def test_dicom_with_unusable_rescale_slope_is_an_error(tmp_path, raw):
+    path = tmp_path / "slope.dcm"
+    _write_dicom_with_raw_value(path, "7777", raw, RescaleSlope="7777", RescaleIntercept="0")
+    with pytest.raises(ImageReadError, match="RescaleSlope .* not a finite number"):
+        read_image_array(path)
+
+
+def test_corrupt_compressed_dicom_is_one_error_and_nothing_logged(tmp_path, caplog, capfd):
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    path = tmp_path / "j2k.dcm"
+    write_dicom(path, np.zeros((8, 8)))
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(range(256)) * 4])  # SIZ marker, then noise
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(ImageReadError) as info:
+        load_image(path)
+    assert len(str(info.value).splitlines()) == 1 and "corrupt" in str(info.value)
+    assert not caplog.records and capfd.readouterr().err == ""
 
 
 def test_dicom_without_pixels_is_rejected(tmp_path):

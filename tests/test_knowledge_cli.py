@@ -46,11 +46,11 @@ def test_unknown_override_is_one_error_line(capsys) -> None:
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["label", ""], "report text is empty"),
-    (["label", "   "], "report text is empty"),
+    (["label", ""], "report is empty"),
+    (["label", "   "], "report is empty"),
     (["label"], "no report given"),
     (["label", "x", "--input", "y.txt"], "not both"),
-    (["label", "--input", "/nonexistent/reports.txt"], "input not found"),
+    (["label", "--input", "/nonexistent/reports.txt"], "reports file not found"),
 ])
 def test_bad_input_is_one_error_line(capsys, argv, message) -> None:
     assert main(argv) == 1
@@ -108,11 +108,11 @@ def test_bad_files(tmp_path: Path, capsys) -> None:
     no_col = tmp_path / "nocol.csv"
     no_col.write_text("text\nhello\n")
     assert main(["label", "--input", str(no_col)]) == 1
-    assert "no 'report' column" in capsys.readouterr().err
+    assert "no report column" in capsys.readouterr().err
     odd = tmp_path / "reports.xlsx"
     odd.write_text("x")
     assert main(["label", "--input", str(odd)]) == 1
-    assert "unsupported input type" in capsys.readouterr().err
+    assert "unsupported reports file type" in capsys.readouterr().err
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
     assert main(["label", "--input", str(empty)]) == 1
@@ -125,13 +125,25 @@ def test_unknown_dataset_spec(capsys) -> None:
     assert len(err) == 1 and err[0].startswith("diffcxr: error: ")
 
 
-def test_huge_report_does_not_crash(capsys) -> None:
-    text = "Small right pleural effusion. " * 40_000  # 1.2 MB
-    assert main(["label", text]) == 0
+def test_report_over_the_length_limit_is_one_error_line(tmp_path, capsys) -> None:
+    text = "Small right pleural effusion. " * 4_000  # 120 kB: over the one limit every command shares
+    assert main(["label", text]) == 1
     captured = capsys.readouterr()
-    row = _jsonl(captured.out)[0]
-    assert row["labels"]["Pleural Effusion"] == 1.0 and row["warnings"]
-    assert "warning:" in captured.err
+    assert captured.out == "" and "120,000 characters (limit 100,000)" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+    src = tmp_path / "reports.jsonl"  # in a file: named by its id, and no partial --out is left behind
+    src.write_text(json.dumps({"id": "ok", "report": "No effusion."}) + "\n" + json.dumps({"id": "big", "report": text}))
+    assert main(["label", "--input", str(src), "--out", str(tmp_path / "labels.jsonl")]) == 1
+    assert "report #big has 120,000 characters" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports.jsonl"]
+
+
+def test_non_utf8_reports_file_is_one_error_line(tmp_path, capsys) -> None:
+    src = tmp_path / "reports.txt"
+    src.write_bytes("Épanchement pleural.\n".encode("latin-1"))
+    assert main(["label", "--input", str(src)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "is not UTF-8 text" in captured.err and len(captured.err.strip().splitlines()) == 1
 
 
 def test_stdin_input(monkeypatch, capsys) -> None:

@@ -192,10 +192,12 @@ def test_non_english_text(text: str) -> None:
 
 
 def test_huge_text_is_truncated_not_fatal() -> None:
+    from diffcxr.data.reports import MAX_REPORT_CHARS
+
     text = "Small right pleural effusion. " * 40_000  # 1.2 MB
     res = label_report(text)
     assert res.labels["Pleural Effusion"] == POS
-    assert len(res.text) == 1_000_000
+    assert len(res.text) == MAX_REPORT_CHARS
     assert any("first" in w for w in res.warnings)
 
 

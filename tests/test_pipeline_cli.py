@@ -86,7 +86,7 @@ def test_generate_never_overwrites_or_collides(tmp_path, capsys):
     before = (tmp_path / "g" / "a_b_00.png").read_bytes()
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()
-    assert "already holds 4 of the files" in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert "already holds 4 generated files" in err and "--overwrite" in err and len(err.splitlines()) == 1
     assert (tmp_path / "g" / "a_b_00.png").read_bytes() == before
     assert main(argv + ["--overwrite"]) == 0
     reports.write_text(json.dumps({"report": "x", "labels": 5}))
@@ -112,4 +112,4 @@ def test_generate_reads_chexgenbench_prompt_csvs_and_writes_their_index(tmp_path
     prompts.write_text("text\nNormal chest.\n")
     assert main(["generate", "--input", str(prompts), "--model", str(model), "--out", str(tmp_path / "h")]) == 1
     err = capsys.readouterr().err.strip()
-    assert "needs one of report, prompt, annotated_prompt" in err and len(err.splitlines()) == 1
+    assert "needs one of report, reports, prompt, annotated_prompt" in err and len(err.splitlines()) == 1

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 HELP = "label reports (14 CheXpert findings, evidence spans) and write the knowledge prompt"
 
-PROGRESS_MIN_REPORTS = 1000
+PROGRESS_DELAY_S = 2.0  # the progress bar appears only for runs longer than this
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,65 +42,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(values 1, 0, -1 or blank)")
 
 
-def _read_txt(path: Path) -> list[tuple[str, str]]:
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return [(str(i), line) for i, line in enumerate(lines, start=1) if line.strip()]
-
-
-def _read_jsonl(path: Path) -> list[tuple[str, str]]:
+def read_inputs(source: str) -> Iterator[tuple[str, str]]:
+    """``(id, report)`` pairs from a reports file (streamed) or a dataset spec."""
+    from diffcxr.data.report_files import REPORT_FILE_SUFFIXES, iter_report_file
     from diffcxr.errors import ReportError
 
-    items = []
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for i, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ReportError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("report"), str):
-                raise ReportError(f"{path}:{i}: each JSON line needs a string 'report' field (optional 'id')")
-            items.append((str(obj.get("id", i)), obj["report"]))
-    return items
-
-
-def _read_csv(path: Path) -> list[tuple[str, str]]:
-    from diffcxr.errors import ReportError
-
-    csv.field_size_limit(sys.maxsize)
-    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = {c.strip().lower(): c for c in (reader.fieldnames or [])}
-        text_col = columns.get("report") or columns.get("reports")
-        if text_col is None:
-            raise ReportError(f"{path}: no 'report' column (columns: {', '.join(reader.fieldnames or []) or 'none'})")
-        id_col = columns.get("id")
-        return [((row.get(id_col) or str(i)) if id_col else str(i), row.get(text_col) or "")
-                for i, row in enumerate(reader, start=1)]
-
-
-def read_inputs(source: str) -> list[tuple[str, str]]:
-    """``(id, report)`` pairs from a reports file or a dataset spec."""
-    from diffcxr.errors import ReportError
-
-    if source == "-":
-        return [(str(i), line) for i, line in enumerate(sys.stdin.read().splitlines(), start=1) if line.strip()]
     path = Path(source).expanduser()
-    if path.is_file():
-        suffix = path.suffix.lower()
-        readers = {".txt": _read_txt, ".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".csv": _read_csv}
-        if suffix not in readers:
-            raise ReportError(f"{path}: unsupported input type {suffix or '(no suffix)'!r}; use .txt (one report per "
-                              "line), .jsonl (key 'report') or .csv (column 'report'), or a dataset spec SOURCE:PATH")
-        return readers[suffix](path)
+    if source == "-" or path.is_file() or path.suffix.lower() in REPORT_FILE_SUFFIXES:
+        return ((item.id, item.report) for item in iter_report_file(source))
     if path.is_dir():
         raise ReportError(f"{path} is a folder; give a reports file or a dataset spec such as iu:{path}")
     head, sep, _ = source.partition(":")
     if sep and len(head) > 1 and head.isalpha():
         from diffcxr.data import read_records
 
-        return [(r.id, r.report or "") for r in read_records(source, derive_labels=False)]
+        return ((r.id, r.report or "") for r in read_records(source, derive_labels=False))
     raise ReportError(f"input not found: {source} (give a .txt/.jsonl/.csv file or a dataset spec SOURCE:PATH)")
 
 
@@ -116,52 +74,55 @@ def run(args: argparse.Namespace) -> int:
     if args.text is None and not args.input:
         raise ReportError("no report given: pass the report text as an argument or --input FILE|SPEC")
     overrides = parse_label_overrides(args.labels) if args.labels else {}
-    if args.text is not None:
-        if not args.text.strip():
-            raise ReportError("report text is empty")
-        items = [("1", args.text)]
-    else:
-        items = read_inputs(args.input)
-        if not items:
-            raise ReportError(f"{args.input}: no reports found")
+    single = args.text is not None
+    items = iter([("1", args.text)]) if single else read_inputs(args.input)
+    first = next(items, None)  # a missing or unreadable file fails here, before any output exists
+    if first is None:
+        raise ReportError(f"{args.input}: no reports found")
+    items = itertools.chain([first], items)
     fmt = args.format or ("csv" if args.out and args.out.lower().endswith(".csv") else "jsonl")
 
     out = Path(args.out).expanduser() if args.out else None
     if out is None:
-        n_warned = _write_labels(sys.stdout, items, fmt, overrides, args.uncertain_as_positive)
+        n, n_warned = _write_labels(sys.stdout, items, fmt, overrides, args.uncertain_as_positive, single)
     else:
         if out.is_dir():
             raise ReportError(f"--out {out} is a folder; give a file name such as {out / 'labels.jsonl'}")
         out.parent.mkdir(parents=True, exist_ok=True)
         # the output file appears only when complete; a device, FIFO or link at --out is refused, not replaced
         with atomic_path(out) as partial, partial.open("w", encoding="utf-8", newline="") as handle:
-            n_warned = _write_labels(handle, items, fmt, overrides, args.uncertain_as_positive)
-    if n_warned and len(items) > 1:
-        print(f"diffcxr: warning: {n_warned} of {len(items)} reports were empty, truncated or not English "
+            n, n_warned = _write_labels(handle, items, fmt, overrides, args.uncertain_as_positive, single)
+    if n_warned and not single:
+        print(f"diffcxr: warning: {n_warned} of {n} reports were empty or not English "
               "(the jsonl output lists 'warnings' per report)", file=sys.stderr)
     if out is not None:
-        print(f"wrote {len(items)} labeled report(s) to {out}", file=sys.stderr)
+        print(f"wrote {n} labeled report(s) to {out}", file=sys.stderr)
     return 0
 
 
-def _write_labels(handle, items, fmt: str, overrides, uncertain_as_positive: bool) -> int:
-    """Label every ``(id, text)`` and write one CSV row or JSON line per report; returns how many warned."""
+def _write_labels(handle, items: Iterable[tuple[str, str]], fmt: str, overrides, uncertain_as_positive: bool,
+                  single: bool) -> tuple[int, int]:
+    """Label every ``(id, text)`` and write one CSV row or JSON line per report; returns (reports, how many warned).
+    A report over the length limit stops the run with one error (the partial ``--out`` is never kept)."""
     from tqdm.auto import tqdm
 
+    from diffcxr.data.reports import validate_report
     from diffcxr.findings import CHEXPERT_FINDINGS
     from diffcxr.knowledge import apply_overrides, knowledge_prompt, label_report
 
-    n_warned, writer = 0, None
+    n, n_warned, writer = 0, 0, None
     if fmt == "csv":
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["id", "Reports", *CHEXPERT_FINDINGS, "knowledge_prompt"])
-    for report_id, text in tqdm(items, desc="labeling", unit="report", disable=len(items) < PROGRESS_MIN_REPORTS):
+    for report_id, text in tqdm(items, desc="labeling", unit="report", delay=PROGRESS_DELAY_S, disable=single):
+        validate_report(text, None if single else report_id, allow_empty=not single)
         result = label_report(text)
         labels = apply_overrides(result.labels, overrides) if overrides else result.labels
         prompt = knowledge_prompt(labels, uncertain_as_positive=uncertain_as_positive)
+        n += 1
         if result.warnings:
             n_warned += 1
-            if len(items) == 1:
+            if single:
                 for warning in result.warnings:
                     print(f"diffcxr: warning: {warning}", file=sys.stderr)
         if writer is not None:
@@ -172,4 +133,4 @@ def _write_labels(handle, items, fmt: str, overrides, uncertain_as_positive: boo
             if result.warnings:
                 row["warnings"] = result.warnings
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return n_warned
+    return n, n_warned

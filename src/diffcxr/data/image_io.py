@@ -14,6 +14,7 @@ central ``S×S`` crop.
 from __future__ import annotations
 
 import datetime
+import logging
 import warnings
 from pathlib import Path
 
@@ -32,6 +33,8 @@ IMAGE_SUFFIXES = DICOM_SUFFIXES | RASTER_SUFFIXES
 # An RGB image whose channels differ by more than this (mean |R-G|+|G-B|, in [0, 1] units) is a colour
 # picture, not a radiograph stored as RGB. Small coloured arrows or text stay well below it.
 COLOUR_TOLERANCE = 0.04
+
+logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -140,7 +143,32 @@ def _min_max(array: np.ndarray) -> np.ndarray:
     return (array - low) / (high - low)
 
 
+def _dicom_number(dataset, keyword: str) -> float | None:
+    """The first value of a numeric DICOM attribute, or ``None`` when it is absent, not a number or not finite."""
+    raw = dataset.get(keyword)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(np.atleast_1d(raw)[0])
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
 def _read_dicom(path: Path) -> np.ndarray:
+    # pydicom reports invalid values and failed decoders through warnings and its logger as well as by
+    # raising: keep that to the one error (or one warning) below
+    pydicom_logger = logging.getLogger("pydicom")
+    level, pydicom_logger.level = pydicom_logger.level, logging.CRITICAL
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _decode_dicom(path)
+    finally:
+        pydicom_logger.level = level
+
+
+def _decode_dicom(path: Path) -> np.ndarray:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -156,24 +184,35 @@ def _read_dicom(path: Path) -> np.ndarray:
     except Exception as exc:  # pydicom raises RuntimeError/NotImplementedError/ValueError by handler
         syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", str(syntax))
+        reason = " ".join(str(exc).split())[:300]
         raise ImageReadError(
-            f"cannot decode DICOM pixel data of {path} (transfer syntax {name}): {str(exc).splitlines()[0]}; "
-            "for JPEG/JPEG 2000/JPEG-LS compressed files install the decoders: pip install 'diffcxr[dicom-codecs]'"
+            f"cannot decode DICOM pixel data of {path} (transfer syntax {name}): {reason}; a corrupt file, or for "
+            "JPEG/JPEG 2000/JPEG-LS compressed files install the decoders: pip install 'diffcxr[dicom-codecs]'"
         ) from None
     if int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1:
         raise ImageReadError(f"DICOM {path} is multi-frame ({dataset.NumberOfFrames} frames); expected one radiograph")
     photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2")).upper()
     if int(getattr(dataset, "SamplesPerPixel", 1)) != 1 or not photometric.startswith("MONOCHROME"):
         raise ImageReadError(f"DICOM {path} is {photometric}, not a grayscale (MONOCHROME1/2) radiograph")
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        if keyword in dataset and _dicom_number(dataset, keyword) is None:
+            raise ImageReadError(f"DICOM {path}: {keyword} is {dataset[keyword].value!r}, not a finite number; "
+                                 "its pixel values cannot be mapped to attenuation")
     values = np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float32)
-    if "WindowCenter" in dataset and "WindowWidth" in dataset and "VOILUTSequence" not in dataset:
-        # linear VOI window (the common case): clip to the window and map it onto [0, 1]
-        center = float(np.atleast_1d(dataset.WindowCenter)[0])
-        width = max(float(np.atleast_1d(dataset.WindowWidth)[0]), 1.0)
-        array = np.clip((values - (center - width / 2.0)) / width, 0.0, 1.0)
-    elif "VOILUTSequence" in dataset:
+    if not np.isfinite(values).all():
+        raise ImageReadError(f"DICOM {path}: the modality LUT gives non-finite pixel values")
+    center, width = _dicom_number(dataset, "WindowCenter"), _dicom_number(dataset, "WindowWidth")
+    has_window = "WindowCenter" in dataset or "WindowWidth" in dataset
+    if "VOILUTSequence" in dataset:
         array = _min_max(np.asarray(apply_voi_lut(values, dataset, index=0), dtype=np.float32))
-    else:  # no VOI: min-max over the stored values (12/16-bit alike)
+    elif center is not None and width is not None and width > 0:
+        # linear VOI window (the common case): clip to the window and map it onto [0, 1]
+        width = max(width, 1.0)
+        array = np.clip((values - (center - width / 2.0)) / width, 0.0, 1.0)
+    else:  # no usable VOI: min-max over the stored values (12/16-bit alike)
+        if has_window:
+            logger.warning("DICOM %s: window centre/width %r/%r is not a usable number pair; using the full value range",
+                           path, dataset.get("WindowCenter"), dataset.get("WindowWidth"))
         array = _min_max(values)
     if photometric == "MONOCHROME1":  # bright = air in MONOCHROME1: flip to display polarity
         array = 1.0 - array

@@ -4,6 +4,10 @@ Report policy (used by every dataset source): the report text that conditions ge
 ``FINDINGS + IMPRESSION`` when both exist, the one that exists otherwise, and — only when neither
 exists — the whole cleaned text (``fallback="full"``). Comparison, indication and history are never
 part of the conditioning text: they describe the patient, not the image.
+
+Report length: one limit everywhere (:data:`MAX_REPORT_CHARS`, 100,000 characters). Real reports are under
+10 kB; anything near the limit is a wrong file, not a report. :func:`validate_report` refuses it (generation,
+``diffcxr label``); the library labeler labels the first ``MAX_REPORT_CHARS`` characters and says so.
 """
 
 from __future__ import annotations
@@ -96,7 +100,26 @@ _SPACE_RE = re.compile(r"\s+")
 _SPACE_BEFORE_PUNCT_RE = re.compile(r"\s+([.,;:])")
 _REPEATED_PUNCT_RE = re.compile(r"([.,;:])(\s*\1)+")
 
-MAX_REPORT_CHARS = 1_000_000
+MAX_REPORT_CHARS = 100_000
+
+
+def validate_report(text, index: int | str | None = None, allow_empty: bool = False) -> str:
+    """Return ``text`` stripped; raise :class:`~diffcxr.errors.ReportError` for non-strings, empty (unless
+    ``allow_empty``) or oversized (> :data:`MAX_REPORT_CHARS`) reports. ``index`` names the report in errors."""
+    from diffcxr.errors import ReportError
+
+    where = f"report #{index}" if index is not None else "report"
+    if not isinstance(text, str):
+        raise ReportError(f"{where} must be a string, got {type(text).__name__}")
+    stripped = text.strip()
+    if not stripped and not allow_empty:
+        raise ReportError(f"{where} is empty: give the findings/impression text")
+    if len(text) > MAX_REPORT_CHARS:
+        raise ReportError(
+            f"{where} has {len(text):,} characters (limit {MAX_REPORT_CHARS:,}); radiology reports are a few kB — "
+            "is this the right file?"
+        )
+    return stripped
 
 
 def clean_report_text(text: str) -> str:

@@ -30,11 +30,10 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from diffcxr.data.reports import reading_spans
+from diffcxr.data.reports import MAX_REPORT_CHARS, reading_spans
 from diffcxr.findings import CHEXPERT_FINDINGS, NEGATIVE, POSITIVE, UNCERTAIN
 from diffcxr.knowledge import phrases as P
 
-MAX_REPORT_CHARS = 1_000_000
 OTHER = "Other"
 _PATHOLOGIES = tuple(f for f in CHEXPERT_FINDINGS if f not in ("No Finding", "Support Devices"))
 

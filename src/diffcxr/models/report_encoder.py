@@ -41,31 +41,15 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from diffcxr.errors import DiffCXRError, ReportError
+from diffcxr.data.reports import MAX_REPORT_CHARS, validate_report
+from diffcxr.errors import DiffCXRError
 from diffcxr.models.configs import SQUEEZE_INITS, TOKEN_REDUCTIONS
 from diffcxr.models.conv_stages import conv_stages
 
 __all__ = ["TokenSqueeze", "TokenMeanPool", "TOKEN_REDUCTIONS", "SQUEEZE_INITS", "ReportEncoder", "ReportEncoderOutput", "ImageTower",
            "clip_loss", "validate_report", "minilm_path", "MAX_REPORT_CHARS"]
 
-MAX_REPORT_CHARS = 100_000  # real reports are < 10 kB; anything near 1 MB is a wrong file, not a report
 SQUEEZE_WEIGHTS = "squeeze.safetensors"
-
-
-def validate_report(text, index: int | None = None, allow_empty: bool = False) -> str:
-    """Return ``text`` stripped; raise :class:`ReportError` for non-strings, empty or oversized reports."""
-    where = f"report #{index}" if index is not None else "report"
-    if not isinstance(text, str):
-        raise ReportError(f"{where} must be a string, got {type(text).__name__}")
-    stripped = text.strip()
-    if not stripped and not allow_empty:
-        raise ReportError(f"{where} is empty: give the findings/impression text to generate from")
-    if len(text) > MAX_REPORT_CHARS:
-        raise ReportError(
-            f"{where} has {len(text):,} characters (limit {MAX_REPORT_CHARS:,}); radiology reports are a few kB — "
-            "is this the right file? Only its last words would be used anyway"
-        )
-    return stripped
 
 
 class TokenMeanPool(nn.Module):

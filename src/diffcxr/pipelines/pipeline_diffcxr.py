@@ -21,11 +21,11 @@ from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from diffcxr.data.reports import report_text
+from diffcxr.data.reports import report_text, validate_report
 from diffcxr.errors import DiffCXRError
 from diffcxr.models.diffusion import sampling_scheduler
 from diffcxr.models.knowledge_adapter import DiseaseKnowledgeAdapter, predict_noise
-from diffcxr.models.report_encoder import ReportEncoder, validate_report
+from diffcxr.models.report_encoder import ReportEncoder
 from diffcxr.models.uvit import UViT
 from diffcxr.models.vae import decode_latents, vae_downsample_factor
 

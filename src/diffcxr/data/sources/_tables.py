@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,20 @@ def read_table(path: Path) -> list[dict[str, str]]:
     if reader.fieldnames is None:
         raise DatasetError(f"table {path} is empty (no header row)")
     return list(reader)
+
+
+_COLUMN_NAME = re.compile(r"[\w .()\-]{1,40}")
+
+
+def describe_header(columns) -> str:
+    """The columns of a CSV header for an error message, without echoing a file that is not a CSV at all
+    (``/etc/passwd`` read as CSV has one "column" that is its whole first line)."""
+    names = [str(c).strip() for c in columns or [] if c is not None]
+    if not names:
+        return "no header row"
+    if len(names) <= 20 and all(_COLUMN_NAME.fullmatch(n) for n in names):
+        return "columns " + ", ".join(names)
+    return f"a first line that is not a header of column names ({len(names)} field{'s' * (len(names) != 1)})"
 
 
 def find_first(folder: Path, names: tuple[str, ...]) -> Path | None:

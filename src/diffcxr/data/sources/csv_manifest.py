@@ -6,7 +6,7 @@ from pathlib import Path
 
 from diffcxr.data.records import Record
 from diffcxr.data.reports import clean_report_text
-from diffcxr.data.sources._tables import labels_from_row, read_table
+from diffcxr.data.sources._tables import describe_header, labels_from_row, read_table
 from diffcxr.errors import DatasetError
 
 PATH_COLUMNS = ("path", "image", "image_path", "filename", "file")
@@ -32,7 +32,7 @@ def read_csv_manifest(path: Path, root: str | None = None) -> list[Record]:
     path_column = next((c for c in PATH_COLUMNS if c in columns), None)
     report_column = next((c for c in REPORT_COLUMNS if c in columns), None)
     if path_column is None and report_column is None:
-        raise DatasetError(f"manifest {path} needs an image column ({'/'.join(PATH_COLUMNS)}) or a report column ({'/'.join(REPORT_COLUMNS)}); it has {', '.join(columns)}")
+        raise DatasetError(f"manifest {path} needs an image column ({'/'.join(PATH_COLUMNS)}) or a report column ({'/'.join(REPORT_COLUMNS)}); it has {describe_header(columns)}")
     base = Path(root) if root else path.parent
     records = []
     for line, row in enumerate(rows, start=2):
