@@ -35,6 +35,11 @@ def _cases(d):
         ["evaluate", "--real", "phantom:x", "--generated", "y", "--out", f"{d}/e", "--memorization-threshold", "nan"],
         ["downstream", "--real", "phantom:x", "--out", f"{d}/ds", "--lr", "nan"],
         ["data", "show", "phantom:x", "--size", "0", "--out", f"{d}/s.png"],
+        ["data", "show", "phantom:x", "--out", f"{d}/no-extension"],
+        ["phantom", "--n", "999999999999", "--out", f"{d}/ph"],  # a limit, not a MemoryError
+        ["downstream", "--real", "phantom:x", "--out", f"{d}/ds", "--channels", "0,0"],
+        ["downstream", "--real", "phantom:x", "--out", f"{d}/ds", "--channels", "nan"],
+        ["downstream", "--real", "phantom:x", "--out", f"{d}/ds", "--channels", "100000000"],
         ["flops", "--config", "paper", "--steps", "-3"],
         ["nonexistent-command"],
         ["generate", "x"],  # required options missing
@@ -53,7 +58,7 @@ def _cases(d):
     ]
 
 
-@pytest.mark.parametrize("index", range(22))
+@pytest.mark.parametrize("index", range(27))
 def test_bad_input_is_one_line_and_exit_1(bad_files, capsys, index):
     argv = _cases(bad_files)[index]
     before = {p.name: p.read_bytes() for p in bad_files.iterdir() if p.is_file()}
@@ -68,7 +73,7 @@ def test_bad_input_is_one_line_and_exit_1(bad_files, capsys, index):
 
 
 def test_the_case_table_is_complete(bad_files):
-    assert len(_cases(bad_files)) == 22
+    assert len(_cases(bad_files)) == 27
 
 
 def test_verbose_keeps_the_traceback(bad_files):

@@ -113,3 +113,22 @@ def test_generate_reads_chexgenbench_prompt_csvs_and_writes_their_index(tmp_path
     assert main(["generate", "--input", str(prompts), "--model", str(model), "--out", str(tmp_path / "h")]) == 1
     err = capsys.readouterr().err.strip()
     assert "needs one of report, reports, prompt, annotated_prompt" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("damage", ["random bytes for weights", "wrong config type"])
+def test_a_damaged_saved_pipeline_is_one_error_line(tmp_path, capsys, damage):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(MODEL, model)
+    if damage == "random bytes for weights":
+        (model / "denoiser" / "diffusion_pytorch_model.safetensors").write_bytes(np.random.default_rng(0).bytes(4096))
+    else:
+        config = json.loads((model / "denoiser" / "config.json").read_text())
+        config["context_dim"] = "sixteen"
+        (model / "denoiser" / "config.json").write_text(json.dumps(config))
+    assert main(["generate", "x", "--model", str(model), "--steps", "1", "--n", "1", "--quiet",
+                 "--out", str(tmp_path / "g")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("diffcxr: error: cannot load a DiffCXRPipeline") and len(err.splitlines()) == 1
+    assert not (tmp_path / "g").exists()

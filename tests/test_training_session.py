@@ -196,8 +196,19 @@ def test_existing_run_needs_resume(tmp_path, phantom_dir):  # noqa: F811
     assert info["steps"] == 1
 
 
+
+def test_resume_with_another_model_is_one_error_and_keeps_the_run_record(tmp_path, phantom_dir):  # noqa: F811
+    from diffcxr.training import train_stage
+
+    train_stage("vae", tiny_run("vae.max_steps=1"), f"phantom:{phantom_dir}", tmp_path, progress=False)
+    record = (tmp_path / "vae" / "config.yaml").read_text()
+    with pytest.raises(DiffCXRError, match=r"trained with model 'tiny', this command asks for 'cpu-mini' \(differs in image_size"):
+        train_stage("vae", tiny_run("vae.max_steps=2", "model=cpu-mini"), f"phantom:{phantom_dir}", tmp_path,
+                    resume=True, progress=False)
+    assert (tmp_path / "vae" / "config.yaml").read_text() == record
+
 @pytest.mark.parametrize("damage", ["truncated weights", "broken state.json", "truncated optimizer"])
-def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, capsys, damage):
+def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, caplog, damage):
     ck, model, opt, sched, at_step_1 = _saved_at_step_1_then_changed(tmp_path)
     newest = ck.save(2, {"m": model}, opt, sched, state=TrainState(step=2))
     if damage == "truncated weights":
@@ -213,7 +224,7 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, capsys, dam
     assert path.name.endswith("00000001") and state.step == 1
     for k, v in fresh.state_dict().items():
         torch.testing.assert_close(v, at_step_1[k])
-    assert "damaged" in capsys.readouterr().out
+    assert [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]  # said once, as a warning
 
 
 def test_resume_with_no_intact_checkpoint_is_one_clear_error(tmp_path):

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 from diffcxr.errors import DiffCXRError
 
-__all__ = ["CLIParser", "finite_float", "positive_float", "fraction", "count", "non_negative"]
+T = TypeVar("T")
+
+__all__ = ["CLIParser", "finite_float", "positive_float", "fraction", "count", "count_at_most", "non_negative",
+           "comma_list"]
 
 
 class CLIParser(argparse.ArgumentParser):
@@ -69,3 +74,29 @@ def non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
     return value
+
+
+def count_at_most(limit: int, why: str) -> Callable[[str], int]:
+    """An integer in ``[1, limit]``; ``why`` says what the limit protects (memory, disk)."""
+
+    def parse(text: str) -> int:
+        value = count(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"{text!r} is more than {limit:,} ({why})")
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
+def comma_list(item: Callable[[str], T]) -> Callable[[str], list[T]]:
+    """A comma-separated list of at least one ``item`` value (``"16,32,64"``)."""
+
+    def parse(text: str) -> list[T]:
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"{text!r} holds no values")
+        return [item(part) for part in parts]
+
+    parse.__name__ = f"list of {getattr(item, '__name__', 'values')}"
+    return parse

@@ -49,14 +49,16 @@ def _show(args: argparse.Namespace) -> int:
     import random
     from pathlib import Path
 
+    from diffcxr.atomic import atomic_path
     from diffcxr.data.contact_sheet import make_contact_sheet
     from diffcxr.data.image_io import load_image
     from diffcxr.data.sources import read_records
     from diffcxr.errors import DiffCXRError, ImageReadError
     from diffcxr.findings import CHEXPERT_FINDINGS
 
-    if args.n <= 0:
-        raise DiffCXRError(f"--n must be positive, got {args.n}")
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise DiffCXRError(f"--out {out} needs an image suffix: .png or .jpg")
     records = read_records(args.spec, split=args.split, frontal_only=args.frontal_only, require_images=True,
                            derive_labels=args.finding is not None)
     if args.finding:
@@ -82,8 +84,8 @@ def _show(args: argparse.Namespace) -> int:
     if not images:
         raise DiffCXRError(f"none of the images in {args.spec} could be read (first error: {skipped[0]})")
     sheet = make_contact_sheet(images, captions, tile=args.size, title=f"{args.spec}: {len(images)} images")
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
+    with atomic_path(out) as partial:  # a device, FIFO or link at --out is refused, never replaced
+        sheet.save(partial, format="JPEG" if out.suffix.lower() in (".jpg", ".jpeg") else "PNG")
     print(f"wrote {out} ({len(images)} images{f', {len(skipped)} unreadable skipped' if skipped else ''})")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from diffcxr.cli.arguments import count, non_negative, positive_float
+from diffcxr.cli.arguments import comma_list, count, count_at_most, fraction, non_negative, positive_float
 
 HELP = "train the CXR classifier on fractions (1, 10, 100 percent) of the real data with and without synthetic images; print the test mAUC table"
 
@@ -17,26 +17,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--model", help="saved DiffCXRPipeline: generate --n-synthetic images from training reports "
                                      "outside the smallest real subset (into OUT/synthetic)")
     parser.add_argument("--n-synthetic", type=non_negative, default=0, help="number of synthetic images (0 = all in --synthetic)")
-    parser.add_argument("--fractions", default="0.01,0.1,1", help="real training fractions (default 0.01,0.1,1)")
+    parser.add_argument("--fractions", type=comma_list(fraction), default=[0.01, 0.1, 1.0],
+                        help="real training fractions, each in (0, 1] (default 0.01,0.1,1)")
     parser.add_argument("--size", type=count, default=64, help="image size for the classifier (default 64)")
     parser.add_argument("--steps", type=count, default=300, help="optimizer steps per classifier run (default 300)")
     parser.add_argument("--batch-size", type=count, default=32)
     parser.add_argument("--lr", type=positive_float, default=2e-3)
-    parser.add_argument("--channels", default="16,32,64,128", help="classifier conv widths (default 16,32,64,128)")
+    parser.add_argument("--channels", type=comma_list(count_at_most(1024, "a conv width")), default=[16, 32, 64, 128],
+                        help="classifier conv widths, each 1..1024 (default 16,32,64,128)")
     parser.add_argument("--gen-steps", type=count, default=50, help="with --model: solver steps (default 50)")
     parser.add_argument("--seed", type=non_negative, default=0)
     parser.add_argument("--threads", type=non_negative, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--out", required=True, help="output folder (downstream.json, downstream.md, classifiers/)")
     parser.add_argument("--quiet", action="store_true")
-
-
-def _floats(text: str, name: str) -> list[float]:
-    from diffcxr.errors import DiffCXRError
-
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise DiffCXRError(f"{name} must be comma-separated numbers, got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,10 +45,10 @@ def run(args: argparse.Namespace) -> int:
                                                 synthetic_records)
 
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    fractions = _floats(args.fractions, "--fractions")
-    channels = [int(c) for c in _floats(args.channels, "--channels")]
+    fractions = args.fractions
+    channels = args.channels
     if not fractions or any(not 0 < f <= 1 for f in fractions):
-        raise DiffCXRError(f"--fractions must be numbers in (0, 1], got {args.fractions!r}")
+        raise DiffCXRError(f"--fractions must be numbers in (0, 1], got {','.join(map(str, fractions))}")
     if args.steps < 1 or args.batch_size < 1 or args.n_synthetic < 0 or not 16 <= args.size <= 1024:
         raise DiffCXRError("--steps and --batch-size must be >= 1, --n-synthetic >= 0, --size in [16, 1024]")
     if args.model and not args.n_synthetic:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from diffcxr.cli.arguments import count, fraction, non_negative
+from diffcxr.cli.arguments import count, count_at_most, fraction, non_negative
 
 HELP = "generate digital chest X-ray phantoms with known findings, reports and planted noise"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=count, required=True, help="number of phantoms")
+    parser.add_argument("--n", type=count_at_most(1_000_000, "a million 256-px phantoms take about 40 GB"),
+                        required=True, help="number of phantoms, up to 1,000,000")
     parser.add_argument("--size", type=count, default=256, help="image side in pixels, 32..1024 (default 256)")
     parser.add_argument("--noise-fraction", type=fraction, default=0.0,
                         help="fraction of samples with planted dataset noise, in [0, 1) (default 0)")

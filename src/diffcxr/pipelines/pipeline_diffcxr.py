@@ -302,6 +302,10 @@ class DiffCXRPipeline(DiffusionPipeline):
         except (OSError, ValueError) as exc:
             raise DiffCXRError(f"cannot load a DiffCXRPipeline from {pretrained_model_name_or_path}: "
                                f"{str(exc).strip().splitlines()[0]}") from exc
+        except (TypeError, KeyError, AttributeError, RuntimeError) as exc:  # a component's config.json is damaged
+            raise DiffCXRError(f"cannot load a DiffCXRPipeline from {pretrained_model_name_or_path}: a component's "
+                               f"config.json holds a value of the wrong type or shape ({type(exc).__name__}: "
+                               f"{str(exc).strip().splitlines()[0][:200]})") from exc
 
     @classmethod
     def from_model_config(cls, config="tiny", seed: int | None = 0, report_encoder: ReportEncoder | None = None,

@@ -186,7 +186,6 @@ class Checkpointer:
             except Exception as exc:  # noqa: BLE001 - any read/parse failure means "damaged"
                 reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
                 logger.warning("checkpoint %s is damaged (%s); trying the previous one", path, reason)
-                print(f"warning: checkpoint {path.name} is damaged ({reason}); trying the previous one", flush=True)
                 damaged.append(path.name)
         raise DiffCXRError(f"no intact checkpoint in {self.root} (damaged: {', '.join(damaged)}); start again "
                            "without --resume in a new --output-dir")

@@ -83,6 +83,8 @@ class Session:
         if existing is not None and not resume:
             raise DiffCXRError(f"{self.out_dir} already holds a {stage} run ({existing.name}); pass --resume to "
                                "continue it or choose another --output-dir")
+        if existing is not None:
+            self._check_same_model()
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
@@ -95,6 +97,30 @@ class Session:
         self._samples_last = 0
         self._last_saved_step = -1
         self._loss_accum: list[float] = []
+
+    def _check_same_model(self) -> None:
+        """``--resume`` continues the model the run started with: another model config (``model=cpu-mini`` on a
+        ``tiny`` run) is one error naming what differs, before any weights are loaded or ``config.yaml`` rewritten."""
+        import yaml
+
+        saved_path = self.out_dir / "config.yaml"
+        if not saved_path.is_file():
+            return
+        try:
+            saved = (yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}).get("model_resolved")
+        except (yaml.YAMLError, UnicodeDecodeError, AttributeError):
+            return  # an unreadable record of the old config: the checkpoint's shapes still guard the load
+        if not isinstance(saved, dict):
+            return
+        now = json.loads(json.dumps(self.run.model_config()))
+        saved = json.loads(json.dumps(saved))
+        differ = sorted(_differing_keys(saved, now))
+        if differ:
+            shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
+            raise DiffCXRError(
+                f"--resume: {self.out_dir} was trained with model {saved.get('name', '?')!r}, this command asks for "
+                f"{now.get('name', '?')!r} (differs in {shown}); resume with the run's own model config or start a "
+                "new --output-dir")
 
     # -- building blocks ---------------------------------------------------------------------------------------
     # -- provenance and data -------------------------------------------------------------------------------------
@@ -340,3 +366,12 @@ def stage_complete(out_dir: str | os.PathLike, max_steps: int | None = None) -> 
     if max_steps is None:
         return True
     return int(json.loads(path.read_text(encoding="utf-8")).get("steps", 0)) >= max_steps
+
+
+def _differing_keys(a, b, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts (``name`` itself is not compared)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b))
+        return [k for key in keys if not (prefix == "" and key == "name")
+                for k in _differing_keys(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [prefix.rstrip(".")]
