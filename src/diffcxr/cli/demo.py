@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     (out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=2))
     print(f"[demo] done in {times['total_s'] / 60:.1f} min: grid {grid}, pipeline {model_dir / 'pipeline'}")
     print(f"  try: diffcxr generate --model {model_dir / 'pipeline'} \"Large left pleural effusion.\" --out {out / 'generated'}")
+    print(f"  or open it in the web app: diffcxr app --model {model_dir / 'pipeline'}")
     return 0
 
 

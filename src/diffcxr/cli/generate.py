@@ -95,20 +95,18 @@ def _batches(jobs: Iterator, size: int) -> Iterator[list]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import time
     from pathlib import Path
 
     import torch
     from tqdm.auto import tqdm
 
-    from diffcxr import __version__
-    from diffcxr.data.image_io import save_dicom, save_png
     from diffcxr.data.report_files import ReportItem, iter_report_file
     from diffcxr.data.reports import validate_report
     from diffcxr.errors import DiffCXRError
     from diffcxr.knowledge import parse_label_overrides
     from diffcxr.pipelines import DiffCXRPipeline
+    from diffcxr.pipelines.outputs import save_generated
 
     if (args.report is None) == (args.input is None):
         raise DiffCXRError("give either a REPORT argument or --input FILE (not both)")
@@ -175,20 +173,11 @@ def run(args: argparse.Namespace) -> int:
                    adapter_conditioning_scale=args.adapter_scale, uncertain_as_positive=args.uncertain_as_positive,
                    progress=False)
         for j, (item, stem, k, seed) in enumerate(chunk):
-            name = f"{stem}_{k:02d}"
-            img = out.images[j][..., 0]
-            if args.format == "png":
-                path = save_png(img, out_dir / f"{name}.png", bits=args.bits, value_range=(0.0, 1.0))
-            else:
-                path = save_dicom(img, out_dir / f"{name}.dcm", value_range=(0.0, 1.0), report=item.report,
-                                  seed=seed, model_name=model_dir.name)
-            sidecar = {
-                "file": path.name, "report": item.report, "id": item.id, "index": k, "seed": seed,
-                "labels": out.labels[j], "label_overrides": labels[j], "knowledge_prompt": out.knowledge_prompts[j],
-                "report_sections": out.report_sections[j],
-                "model": str(model_dir.resolve()), "settings": settings, "diffcxr_version": __version__,
-            }
-            (out_dir / f"{name}.json").write_text(json.dumps(sidecar, indent=2), encoding="utf-8")
+            path = save_generated(out.images[j][..., 0], out_dir, f"{stem}_{k:02d}", report=item.report,
+                                  report_id=item.id, index=k, seed=seed, labels=out.labels[j],
+                                  label_overrides=labels[j], knowledge_prompt=out.knowledge_prompts[j],
+                                  report_sections=out.report_sections[j], model_dir=model_dir, settings=settings,
+                                  formats=(args.format,), bits=args.bits)[0]
             index.append({"prompt": item.report, "annotated_prompt": item.report, "img_savename": path.name,
                           "synthetic_filename": path.name, "id": item.id, "seed": seed})
             written += 1

@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "downstream": "diffcxr.cli.downstream",
     "train": "diffcxr.cli.train",
     "demo": "diffcxr.cli.demo",
+    "app": "diffcxr.cli.app",
 }
 
 # Expected failures: the user's input or environment, not a bug in diffcxr. Each becomes one line (-v: traceback).

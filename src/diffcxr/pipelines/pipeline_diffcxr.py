@@ -151,6 +151,7 @@ class DiffCXRPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         uncertain_as_positive: bool = False,
         progress: bool = True,
+        callback_on_step_end=None,
         return_dict: bool = True,
     ):
         r"""Generate chest X-rays from reports.
@@ -177,6 +178,9 @@ class DiffCXRPipeline(DiffusionPipeline):
             latents: initial noise ``(N, C, h, w)`` instead of sampling it.
             uncertain_as_positive: uncertain findings (−1) enter the knowledge prompt as present.
             progress: show a progress bar.
+            callback_on_step_end: ``f(pipeline, step_index, timestep, {"latents": latents}) -> dict`` called after
+                every solver step (diffusers' convention; a returned ``"latents"`` replaces them), e.g. to drive
+                a progress bar in an app.
         """
         device = self._execution_device
         if num_images_per_prompt < 1 or num_inference_steps < 1:
@@ -256,7 +260,7 @@ class DiffCXRPipeline(DiffusionPipeline):
         # 4. denoise (latents and solver in float32; the networks in their own dtype)
         self.set_progress_bar_config(disable=not progress)
         adapter = self.knowledge_adapter if use_adapter else None
-        for t in self.progress_bar(self.scheduler.timesteps):
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_in = torch.cat([latents] * 2) if do_cfg else latents
             model_in = self.scheduler.scale_model_input(model_in, t)
             eps = predict_noise(self.denoiser, model_in, t, cond, adapter, know, adapter_conditioning_scale).float()
@@ -264,6 +268,8 @@ class DiffCXRPipeline(DiffusionPipeline):
                 eps_u, eps_c = eps.chunk(2)
                 eps = eps_u + guidance_scale * (eps_c - eps_u)
             latents = self.scheduler.step(eps, t, latents, return_dict=False)[0]
+            if callback_on_step_end is not None:
+                latents = (callback_on_step_end(self, i, t, {"latents": latents}) or {}).get("latents", latents)
 
         # 5. decode
         per_image = lambda xs: [x for x in xs for _ in range(num_images_per_prompt)]  # noqa: E731
