@@ -101,12 +101,12 @@ def test_generate_streams_its_jobs_and_refuses_a_folder_of_earlier_results(tmp_p
     seed+g; an --out that already holds generated files is refused before the model loads."""
     import itertools
 
-    from diffcxr.cli.generate import _image_jobs
     from diffcxr.data.report_files import ReportItem
+    from diffcxr.pipelines.batch_generation import image_jobs
 
     reports = (ReportItem(id=i, report="Effusion.") for i in ("a/b", "a?b"))
-    first = list(itertools.islice(_image_jobs(reports, 10**9, seed=5), 3))
-    assert [(item.id, stem, k, seed) for item, stem, k, seed in first] == [
+    first = list(itertools.islice(image_jobs(reports, 10**9, seed=5), 3))
+    assert [(job.item.id, job.stem, job.k, job.seed) for job in first] == [
         ("a/b", "a_b", 0, 5), ("a/b", "a_b", 1, 6), ("a/b", "a_b", 2, 7)]
     out = tmp_path / "g"
     out.mkdir()
@@ -116,7 +116,7 @@ def test_generate_streams_its_jobs_and_refuses_a_folder_of_earlier_results(tmp_p
     assert "not a saved DiffCXRPipeline" in err  # model checked first, then the folder
     model = ROOT / "tests" / "fixtures" / "tiny_pipeline"
     assert main(["generate", "x", "--model", str(model), "--out", str(out), "--n", "1000000000"]) == 1
-    assert "already holds 1 generated files (e.g. other_03.png)" in capsys.readouterr().err
+    assert "already holds 1 generated files (e.g. other_03.png); continue that run with --resume" in capsys.readouterr().err
     assert (out / "other_03.png").read_bytes() == b"earlier run"
 
 

@@ -182,3 +182,43 @@ def test_per_finding_metrics_match_the_metrics_on_the_subsets():
     assert m["fid"] == pytest.approx(fid_from_features(real[:40], fake[10:40]))
     assert m["prdc"]["coverage"] == pytest.approx(prdc(real[:40], fake[10:40]).coverage)
     assert "Pleural Effusion" in out["skipped"] and list(out["findings"]) == ["Cardiomegaly"]
+
+
+def test_two_processes_give_the_numbers_of_one(tiny, tmp_path):
+    """Feature extraction shared by 2 accelerate (gloo) processes: FID, KID, PRDC, mAUC, MS-SSIM and memorisation
+    equal the one-process run's (the statistics are merged, reservoirs and features gathered in image order)."""
+    import subprocess
+    import sys
+
+    import torch
+    from _launch import ENV, two_processes
+
+    if torch.cuda.is_available():
+        pytest.skip("this test is the CPU/gloo variant")
+    root, gen, clf = tiny
+    args = ["-m", "diffcxr", "evaluate", "--real", f"phantom:{root / 'real'}", "--generated", str(gen), "--split",
+            "all", "--extractor", "random", "--classifier", str(clf), "--kid-subsets", "5", "--bootstrap", "20",
+            "--quiet"]
+    results = []
+    for name, launcher in (("one", [sys.executable]), ("two", two_processes())):
+        proc = subprocess.run([*launcher, *args, "--out", str(tmp_path / name)], env=ENV, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        results.append(json.loads((tmp_path / name / "metrics.json").read_text()))
+    one, two = results
+    assert two["protocol"].pop("processes") == 2 and one["protocol"].pop("processes") == 1
+
+    def numbers(tree, prefix=""):
+        if isinstance(tree, dict):
+            return {k: v for key, value in tree.items() for k, v in numbers(value, f"{prefix}{key}.").items()}
+        if isinstance(tree, list):
+            return {k: v for i, value in enumerate(tree) for k, v in numbers(value, f"{prefix}{i}.").items()}
+        return {prefix: tree}
+
+    flat_one, flat_two = numbers(one), numbers(two)
+    assert flat_one.keys() == flat_two.keys()
+    for key, value in flat_one.items():
+        if isinstance(value, float):
+            assert flat_two[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+        else:
+            assert flat_two[key] == value, key

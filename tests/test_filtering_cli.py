@@ -107,3 +107,32 @@ def test_filter_cli_vae_channel_mismatch_and_missing_inputs(tiny, capsys):
     assert "--vae" in capsys.readouterr().err
     assert main(["filter", "--data", f"csv:{tiny / 'data.csv'}", "--vae", str(tiny / "nope"), "--out", str(tiny / "b")]) == 1
     assert "VAE folder not found" in capsys.readouterr().err
+
+
+def test_two_processes_share_the_encoding_and_filter_the_same(tiny, tmp_path):
+    """Under 2 accelerate (gloo) processes each encodes half the images into a cache shard; the main process
+    merges them into the one cache and filters: the same latents, manifest and scores as one process."""
+    import subprocess
+    import sys
+
+    import torch
+    from _launch import ENV, two_processes
+
+    from diffcxr.filtering.driver import load_latent_cache
+
+    if torch.cuda.is_available():
+        pytest.skip("this test is the CPU/gloo variant")
+    args = ["-m", "diffcxr", "filter", "--data", f"csv:{tiny / 'data.csv'}", "--vae", str(tiny / "vae"),
+            "--no-progress", "n_clusters=2", "rounds=2", "remove_fraction=0.05", "figures=false"]
+    for name, launcher in (("one", [sys.executable]), ("two", two_processes())):
+        proc = subprocess.run([*launcher, *args, "--out", str(tmp_path / name)], env=ENV, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    one, two = (load_latent_cache(tmp_path / name / "latents.safetensors") for name in ("one", "two"))
+    assert one[1] == two[1] and np.array_equal(one[0], two[0])
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert (tmp_path / "two" / "manifest.csv").read_text() == (tmp_path / "one" / "manifest.csv").read_text()
+    summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two")]
+    for summary in summaries:
+        summary.pop("timing_s", None)
+    assert summaries[0]["removed_per_round"] == summaries[1]["removed_per_round"] == [1, 1]

@@ -116,3 +116,20 @@ def test_mmd_of_a_bootstrap_sample_ignores_pairs_of_one_source():
     # without repeats, the ids change nothing
     assert polynomial_mmd2(real, fake, dtype=torch.float64, fake_ids=torch.arange(40)) == pytest.approx(
         polynomial_mmd2(real, fake, dtype=torch.float64))
+
+
+def test_reservoir_merge_keeps_every_row_while_it_fits_and_stays_uniform_beyond():
+    rows = torch.arange(60).float().unsqueeze(1)
+    whole = ReservoirSampler(100, seed=0).update(rows)
+    parts = ReservoirSampler(100, seed=0).update(rows[:25]).merge(ReservoirSampler(100, seed=1).update(rows[25:]))
+    assert torch.equal(parts.features, whole.features) and parts.seen == 60  # sharded = one pass, exactly
+    assert ReservoirSampler(100).merge(whole).seen == 60  # an empty part takes the other's rows
+    # beyond the capacity: each part enters in proportion to its length (1,000 vs 3,000 rows, 400 kept)
+    shares = []
+    for seed in range(50):
+        a = ReservoirSampler(400, seed=seed).update(torch.zeros(1000, 1))
+        b = ReservoirSampler(400, seed=seed + 100).update(torch.ones(3000, 1))
+        merged = a.merge(b)
+        assert merged.features.shape == (400, 1) and merged.seen == 4000
+        shares.append(float(merged.features.mean()))
+    assert abs(np.mean(shares) - 0.75) < 0.01

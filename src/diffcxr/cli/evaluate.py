@@ -66,8 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true")
 
 
-def _generate(args, out_dir):
-    """Generate ``--samples-per-report`` images for ``--n-reports`` reports of ``--reports`` with diffcxr generate."""
+def _generate(args, out_dir, state):
+    """Generate ``--samples-per-report`` images for ``--n-reports`` reports of ``--reports`` with diffcxr generate
+    (shared between the processes of an ``accelerate launch``)."""
     import json
 
     from diffcxr.cli.main import main as cli_main
@@ -85,9 +86,13 @@ def _generate(args, out_dir):
     if gen_dir.is_dir() and any(gen_dir.iterdir()):
         raise DiffCXRError(f"{gen_dir} already holds images of an earlier run (they would be scored with the new "
                            f"ones); use a new --out, or score them with --generated {gen_dir}")
-    gen_dir.mkdir(parents=True, exist_ok=True)
+    state.wait_for_everyone()  # every process has looked before the main process writes
     jsonl = out_dir / "reports.jsonl"
-    jsonl.write_text("".join(json.dumps({"id": r.id, "report": r.report}) + "\n" for r in records), encoding="utf-8")
+    if state.is_main_process:
+        gen_dir.mkdir(parents=True, exist_ok=True)
+        jsonl.write_text("".join(json.dumps({"id": r.id, "report": r.report}) + "\n" for r in records),
+                         encoding="utf-8")
+    state.wait_for_everyone()
     argv = ["generate", "--input", str(jsonl), "--model", args.model, "--out", str(gen_dir),
             "--n", str(args.samples_per_report), "--steps", str(args.steps), "--seed", str(args.seed),
             "--guidance", str(args.guidance), "--adapter-scale", str(args.adapter_scale), "--dtype", args.dtype]
@@ -104,12 +109,17 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    import torch
+    from accelerate import PartialState
+
     from diffcxr.data.image_io import read_image_array
     from diffcxr.data.sources import read_records
     from diffcxr.errors import DiffCXRError
     from diffcxr.evaluation.evaluate import METRICS, evaluate, read_generated, write_report
 
-    log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    state = PartialState(cpu=not torch.cuda.is_available())  # several under `accelerate launch`: features shared
+    quiet = args.quiet or not state.is_main_process
+    log = (lambda *a: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
     metrics = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
@@ -121,9 +131,11 @@ def run(args: argparse.Namespace) -> int:
     if args.size and not 16 <= args.size <= 2048:
         raise DiffCXRError(f"--size must be between 16 and 2048, got {args.size}")
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if state.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    state.wait_for_everyone()
 
-    gen_dir = Path(args.generated) if args.generated else _generate(args, out_dir)
+    gen_dir = Path(args.generated) if args.generated else _generate(args, out_dir, state)
     generated = read_generated(gen_dir, args.n or None, need_labels="mauc" in metrics)
     size = args.size or read_image_array(generated[0].path).shape[0]
 
@@ -165,7 +177,10 @@ def run(args: argparse.Namespace) -> int:
                        memorization_percentile=args.memorization_percentile, uncertain=args.uncertain,
                        missing=args.missing, seed=args.seed, bootstrap=args.bootstrap,
                        bootstrap_level=args.bootstrap_level, prdc_k=args.prdc_k,
-                       per_finding_min=args.per_finding_min, protocol=protocol, log=log)
+                       per_finding_min=args.per_finding_min, protocol=protocol, log=log, state=state)
+    if not state.is_main_process:
+        return 0
+    results["protocol"]["processes"] = state.num_processes
     report = write_report(results, generated, out_dir, size)
     def ci(interval):
         return f"[{interval['low']:.4g},{interval['high']:.4g}]" if interval else ""

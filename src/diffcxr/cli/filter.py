@@ -19,12 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+    from accelerate import PartialState
+
     from diffcxr.filtering.config import load_config
     from diffcxr.filtering.driver import run_filter
 
     config = load_config(args.config, args.overrides)
+    state = PartialState(cpu=not torch.cuda.is_available())  # several under `accelerate launch`: encoding shared
     summary = run_filter(config, args.out, data=args.data, vae=args.vae, latents=args.latents,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, state=state)
+    if summary is None:  # not the main process
+        return 0
     rounds = ", ".join(str(n) for n in summary["removed_per_round"])
     print(f"filtered {summary['n_samples']} samples: removed {summary['n_removed']} (per round: {rounds}), "
           f"kept {summary['n_kept']}; K={config.n_clusters}, feature={config.feature}")

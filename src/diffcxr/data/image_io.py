@@ -289,9 +289,9 @@ def save_png(image, path: str | Path, bits: int = 8, value_range: tuple[float, f
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if bits == 8:
-        Image.fromarray(np.round(array * 255.0).astype(np.uint8), mode="L").save(path)
+        Image.fromarray(np.round(array * 255.0).astype(np.uint8), mode="L").save(path, format="PNG")
     else:
-        Image.fromarray(np.round(array * 65535.0).astype(np.uint16)).save(path)
+        Image.fromarray(np.round(array * 65535.0).astype(np.uint16)).save(path, format="PNG")
     return path
 
 

@@ -126,7 +126,13 @@ def image_batches(paths, size: int, batch_size: int = 64):
 
 
 class _Pass:
-    """Everything accumulated in one pass over a set of images."""
+    """Everything accumulated in one pass over a set of images.
+
+    Under ``accelerate launch`` each process reads a contiguous share of the images and :meth:`run` gathers the
+    shares on every process in image order: the Gaussian statistics are merged, KID/PRDC reservoirs folded
+    together, kept features and classifier scores concatenated; the numbers equal a one-process run's (to float
+    summation order; exactly for reservoirs up to their capacity).
+    """
 
     def __init__(self, need_features: bool, kid_capacity: int, keep_features: bool, seed: int) -> None:
         from diffcxr.metrics import ReservoirSampler, StreamingGaussianStats
@@ -137,8 +143,12 @@ class _Pass:
         self.scores: list[np.ndarray] = []
         self.n = 0
 
-    def run(self, paths, size, batch_size, extractor=None, classifier=None, kid: bool = False, progress=None):
-        for x in image_batches(paths, size, batch_size):
+    def run(self, paths, size, batch_size, extractor=None, classifier=None, kid: bool = False, progress=None,
+            state=None):
+        paths = list(paths)
+        rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
+        share = paths[len(paths) * rank // world: len(paths) * (rank + 1) // world]
+        for x in image_batches(share, size, batch_size):
             if extractor is not None:
                 f = extractor(x)
                 self.stats.update(f)
@@ -151,7 +161,25 @@ class _Pass:
             self.n += x.shape[0]
             if progress:
                 progress(x.shape[0])
+        if world > 1:
+            self._gather()
         return self
+
+    def _gather(self) -> None:
+        """Replace this process's share by every process's, in image order (all processes end equal)."""
+        from accelerate.utils import gather_object
+
+        parts = gather_object([(self.stats, self.reservoir, self.features, self.scores, self.n)])
+        first, *rest = parts
+        self.stats, self.reservoir, self.features, self.scores, self.n = first
+        for stats, reservoir, features, scores, n in rest:
+            if self.stats is not None:
+                self.stats.merge(stats)
+                self.reservoir.merge(reservoir)
+            if self.features is not None:
+                self.features.extend(features)
+            self.scores.extend(scores)
+            self.n += n
 
 
 def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: int, extractor=None, classifier=None,
@@ -159,8 +187,11 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
              kid_capacity: int = 10_000, memorization_threshold: float = 0.95, memorization_percentile: float = 99.0,
              uncertain: str = "exclude",
              missing: str = "negative", seed: int = 0, bootstrap: int = 200, bootstrap_level: float = 0.95,
-             prdc_k: int = 5, per_finding_min: int = 50, protocol: dict | None = None, log=print) -> dict:
-    """Compute the requested ``metrics`` and return the ``metrics.json`` dictionary."""
+             prdc_k: int = 5, per_finding_min: int = 50, protocol: dict | None = None, log=print, state=None) -> dict:
+    """Compute the requested ``metrics`` and return the ``metrics.json`` dictionary.
+
+    ``state`` (accelerate's ``PartialState``) shares the feature extraction between processes; every process then
+    holds all features and computes the same numbers (write them from the main process only)."""
     from diffcxr.metrics import (StreamingGaussianStats, bootstrap_interval, intra_prompt_msssim,
                                  kernel_inception_distance, frechet_distance, memorization, nearest_neighbours,
                                  per_finding_auroc)
@@ -191,13 +222,13 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         keep_real = "per_finding" in metrics or "memorization" in metrics
         real_pass = _Pass(need_features, kid_capacity, keep_real, seed).run(
             real_paths, size, batch_size, extractor if need_features else None,
-            classifier if "mauc" in metrics else None, kid=sampled)
+            classifier if "mauc" in metrics else None, kid=sampled, state=state)
     log(f"generated: {len(generated)} images")
     keep = "memorization" in metrics or "per_finding" in metrics or (
         bootstrap > 0 and ("fid" in metrics or "kid" in metrics))
     gen_pass = _Pass(need_features, kid_capacity, keep, seed + 1).run(
         [g.path for g in generated], size, batch_size, extractor if need_features else None,
-        classifier if "mauc" in metrics else None, kid=sampled)
+        classifier if "mauc" in metrics else None, kid=sampled, state=state)
     gen_features = torch.cat(gen_pass.features) if keep and need_features else None  # bootstrap / memorisation
     real_features = torch.cat(real_pass.features) if real_pass is not None and real_pass.features is not None else None
     out["protocol"]["n_real"] = real_pass.n if real_pass else 0
@@ -289,8 +320,9 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         if not train_records:
             raise DiffCXRError("memorization needs training images (--train-split of --real is empty)")
         log(f"train (memorisation): {len(train_records)} images")
-        train_feats = torch.cat([extractor(x) for x in image_batches([r.image_path for r in train_records], size,
-                                                                       batch_size)])
+        train_pass = _Pass(True, 2, True, seed).run([r.image_path for r in train_records], size, batch_size,
+                                                    extractor, state=state)
+        train_feats = torch.cat(train_pass.features)
         res = memorization(gen_features, train_feats, memorization_threshold)
         out["memorization"] = res.to_dict([g.id for g in generated], [r.id for r in train_records])
         out["memorization"]["n_train"] = len(train_records)

@@ -49,10 +49,12 @@ def check_vae(vae, image_size: int | None) -> int:
     return size
 
 
-def encode_records(records, vae, image_size: int, batch_size: int = 16, progress: bool = True):
+def encode_records(records, vae, image_size: int, batch_size: int = 16, progress: bool = True,
+                   allow_empty: bool = False):
     """Encode every record's image with the frozen VAE (posterior mean × scaling factor).
 
-    Returns ``(latents float16 (n, C, h, w), ids, skipped)`` where ``skipped`` maps unreadable ids → reason.
+    Returns ``(latents float16 (n, C, h, w), ids, skipped)`` where ``skipped`` maps unreadable ids → reason. No
+    readable image is an error unless ``allow_empty`` (one process's share of a sharded encoding).
     """
     import torch
 
@@ -89,6 +91,8 @@ def encode_records(records, vae, image_size: int, batch_size: int = 16, progress
     flush()
     if bar is not None:
         bar.close()
+    if not blocks and allow_empty:
+        return np.zeros((0,), np.float16), ids, skipped
     if not blocks:
         raise DiffCXRError(f"none of the {len(records)} images could be read"
                            + (f" (first error: {next(iter(skipped.values()))})" if skipped else ""))
@@ -140,8 +144,17 @@ def load_latent_cache(path: str | Path) -> tuple[np.ndarray, list[str], dict[str
     return latents, [str(i) for i in ids], metadata
 
 
-def cached_encode(records, vae, image_size: int, batch_size: int, cache_path: str | Path, progress: bool = True):
-    """Latents for ``records`` in order, reusing/updating the cache at ``cache_path`` (see module docstring)."""
+def cached_encode(records, vae, image_size: int, batch_size: int, cache_path: str | Path, progress: bool = True,
+                  state=None):
+    """Latents for ``records`` in order, reusing/updating the cache at ``cache_path`` (see module docstring).
+
+    Under ``accelerate launch`` (``state`` with several processes) the images not in the cache are cut into batches
+    and batch ``b`` is encoded by process ``b % world`` (so the batches, and the latents, are those of one process),
+    which writes its share to ``CACHE.rankR.safetensors``; the main process merges the shards into the cache and
+    returns the latents, the others return ``None``.
+    """
+    rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
+    is_main = rank == 0
     cache_path = Path(cache_path)
     vae_id = model_fingerprint(vae)[:20]
     store: dict[str, np.ndarray] = {}
@@ -149,17 +162,40 @@ def cached_encode(records, vae, image_size: int, batch_size: int, cache_path: st
         latents, ids, meta = load_latent_cache(cache_path)
         if meta.get("vae") == vae_id and meta.get("image_size") == str(image_size):
             store = dict(zip(ids, latents))
-        else:
+        elif is_main:
             logger.warning("latent cache %s was made by another VAE/image size: re-encoding", cache_path)
     todo = [r for r in records if r.id not in store]
     skipped: dict[str, str] = {}
-    if todo:
-        latents, ids, skipped = encode_records(todo, vae, image_size, batch_size, progress)
-        store.update(zip(ids, latents))
+    if world == 1:
+        if todo:
+            latents, ids, skipped = encode_records(todo, vae, image_size, batch_size, progress)
+            store.update(zip(ids, latents))
+    else:
+        from accelerate.utils import gather_object
+
+        share = [r for b in range(rank, -(-len(todo) // batch_size), world)
+                 for r in todo[b * batch_size:(b + 1) * batch_size]]
+        latents, ids, skipped = encode_records(share, vae, image_size, batch_size, progress and is_main,
+                                               allow_empty=True)
+        shard = cache_path.with_name(f"{cache_path.stem}.rank{rank}.safetensors")
+        if ids:
+            save_latent_cache(shard, latents, ids, vae_id, image_size)
+        skipped = {k: v for part in gather_object([skipped]) for k, v in part.items()}
+        state.wait_for_everyone()
+        if not is_main:
+            return None
+        for r in range(world):
+            shard = cache_path.with_name(f"{cache_path.stem}.rank{r}.safetensors")
+            if shard.is_file():
+                shard_latents, shard_ids, _ = load_latent_cache(shard)
+                store.update(zip(shard_ids, shard_latents))
+                shard.unlink()
+    if todo and store:
         save_latent_cache(cache_path, np.stack(list(store.values())), list(store), vae_id, image_size)
     order = [r for r in records if r.id in store]
     if not order:
-        raise DiffCXRError("no image could be encoded")
+        raise DiffCXRError("no image could be encoded"
+                           + (f" (first error: {next(iter(skipped.values()))})" if skipped else ""))
     return np.stack([store[r.id] for r in order]), order, skipped, vae_id, len(records) - len(todo)
 
 
@@ -227,11 +263,12 @@ def evaluate(result, records) -> dict:
 
 
 def run_filter(config: FilterConfig, out_dir: str | Path, data: str | None = None, vae: str | Path | None = None,
-               latents: str | Path | None = None, progress: bool = True) -> dict:
+               latents: str | Path | None = None, progress: bool = True, state=None) -> dict | None:
     """Everything ``diffcxr filter`` does; returns the ``summary.json`` content.
 
     Either ``data`` + ``vae`` (encode, using/updating the cache), or ``latents`` (a cache; ``data`` optional, to
-    get image paths, views and ground truth for the report).
+    get image paths, views and ground truth for the report). With ``state`` (accelerate, several processes) the
+    encoding is shared; clustering and outputs stay on the main process, the others return ``None``.
     """
     from diffcxr.filtering import report
     from diffcxr.filtering.manifest import write_manifest
@@ -275,7 +312,10 @@ def run_filter(config: FilterConfig, out_dir: str | Path, data: str | None = Non
         model = load_frozen_vae(vae)
         size = check_vae(model, config.image_size)
         cache = Path(config.cache) if config.cache else out_dir / "latents.safetensors"
-        array, records, skipped, vae_id, reused = cached_encode(records, model, size, config.batch_size, cache, progress)
+        encoded = cached_encode(records, model, size, config.batch_size, cache, progress, state=state)
+        if encoded is None:  # another process's share is written; the main process filters
+            return None
+        array, records, skipped, vae_id, reused = encoded
         info.update(latent_cache=str(cache), vae=vae_id, vae_path=str(vae), image_size=size, latents_reused=reused)
     if len(array) == 0:
         raise DiffCXRError("the dataset is empty: no latents to filter")

@@ -52,6 +52,29 @@ class ReservoirSampler:
             return torch.empty(0, 0)
         return self._rows[: self._filled]
 
+    def merge(self, other: "ReservoirSampler") -> "ReservoirSampler":
+        """Fold in the reservoir of another part of the stream (another process's images): the result is a
+        uniform sample of both parts. While both together fit, it holds every row, this part's first — so a
+        sharded pass over at most ``capacity`` images gives exactly the rows of a one-process pass."""
+        if other.seen == 0:
+            return self
+        if self.seen == 0:
+            self._rows = None if other._rows is None else other._rows.clone()
+            self._filled, self.seen = other._filled, other.seen
+            return self
+        mine, theirs = self.features, other.features
+        if self.seen + other.seen <= self.capacity:
+            rows = torch.cat([mine, theirs])
+        else:  # how many of the merged sample come from this part: hypergeometric over the two stream lengths
+            take = int(self._rng.hypergeometric(self.seen, other.seen, self.capacity))
+            pick_mine = torch.from_numpy(self._rng.choice(mine.shape[0], take, replace=False))
+            pick_theirs = torch.from_numpy(self._rng.choice(theirs.shape[0], self.capacity - take, replace=False))
+            rows = torch.cat([mine[pick_mine], theirs[pick_theirs]])
+        self._rows = torch.empty(self.capacity, rows.shape[1])
+        self._rows[: rows.shape[0]] = rows
+        self._filled, self.seen = rows.shape[0], self.seen + other.seen
+        return self
+
 
 def polynomial_mmd2(f_real: torch.Tensor, f_fake: torch.Tensor, degree: int = 3, gamma: float | None = None,
                     coef: float = 1.0, dtype: torch.dtype = torch.float32,

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from diffcxr import __version__
+from diffcxr.atomic import atomic_path, atomic_write_text
 from diffcxr.data.image_io import save_dicom, save_png
 
 __all__ = ["IMAGE_FORMATS", "save_generated"]
@@ -28,12 +29,14 @@ def save_generated(image: np.ndarray, out_dir: str | Path, name: str, *, report:
     if unknown or not formats:
         raise ValueError(f"formats must be some of {IMAGE_FORMATS}, got {list(formats)}")
     paths = []
-    for fmt in formats:
-        if fmt == "png":
-            paths.append(save_png(image, out_dir / f"{name}.png", bits=bits, value_range=(0.0, 1.0)))
-        else:
-            paths.append(save_dicom(image, out_dir / f"{name}.dcm", value_range=(0.0, 1.0), report=report, seed=seed,
-                                    model_name=model_dir.name))
+    for fmt in formats:  # each file appears whole or not at all (a killed run leaves no half image)
+        path = out_dir / f"{name}.{fmt}"
+        with atomic_path(path) as partial:
+            if fmt == "png":
+                save_png(image, partial, bits=bits, value_range=(0.0, 1.0))
+            else:
+                save_dicom(image, partial, value_range=(0.0, 1.0), report=report, seed=seed, model_name=model_dir.name)
+        paths.append(path)
     sidecar = {
         "file": paths[0].name, "report": report, "id": report_id, "index": index, "seed": seed,
         "labels": labels, "label_overrides": label_overrides, "knowledge_prompt": knowledge_prompt,
@@ -42,6 +45,5 @@ def save_generated(image: np.ndarray, out_dir: str | Path, name: str, *, report:
     }
     if len(paths) > 1:
         sidecar["files"] = [p.name for p in paths]
-    side = out_dir / f"{name}.json"
-    side.write_text(json.dumps(sidecar, indent=2), encoding="utf-8")
+    side = atomic_write_text(out_dir / f"{name}.json", json.dumps(sidecar, indent=2))  # last: marks the image done
     return [*paths, side]
