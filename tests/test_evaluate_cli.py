@@ -222,3 +222,77 @@ def test_two_processes_give_the_numbers_of_one(tiny, tmp_path):
             assert flat_two[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
         else:
             assert flat_two[key] == value, key
+
+
+def test_alignment_scores_generated_real_and_shuffled_pairs(tiny, tmp_path, capsys):
+    """The alignment metric with a VLM stage's report encoder and image tower (here the tiny fixture's encoder and
+    a fresh tower): the three means on the cosine scale, an interval over reports, and clear errors."""
+    import shutil
+    from pathlib import Path
+
+    from diffcxr.models.report_encoder import ImageTower
+
+    root, gen, clf = tiny
+    vlm = tmp_path / "run" / "vlm"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "tiny_pipeline" / "report_encoder", vlm / "report_encoder")
+    ImageTower(in_channels=1, channels=(4, 8), embed_dim=16).save_pretrained(vlm / "image_tower")
+    argv = ["evaluate", "--real", f"phantom:{root / 'real'}", "--generated", str(gen), "--split", "all",
+            "--metrics", "alignment", "--bootstrap", "20", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "no")]) == 1
+    assert "--alignment-model" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "bad"), "--alignment-model", str(tmp_path)]) == 1
+    assert "holds no VLM stage" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "out"), "--alignment-model", str(tmp_path / "run")]) == 0
+    a = json.loads((tmp_path / "out" / "metrics.json").read_text())["alignment"]
+    assert a["n_generated"] == 12 and a["n_real"] == 24
+    for key in ("generated", "real", "shuffled_real"):
+        assert -1 <= a[key] <= 1
+    assert a["interval"]["low"] <= a["generated"] <= a["interval"]["high"]
+    assert "alignment" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_pair_cosines_and_shuffled_pairs():
+    import torch
+
+    from diffcxr.metrics.alignment import pair_cosines, shuffled_pairs
+
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    assert np.allclose(pair_cosines(a, a), 1.0) and np.allclose(pair_cosines(a, -a), -1.0)
+    for n in (2, 3, 50):
+        order = shuffled_pairs(n, seed=n)
+        assert sorted(order) == list(range(n)) and (order != np.arange(n)).all()
+
+
+def test_memorisation_searches_what_the_model_trained_on(tiny, tmp_path, capsys):
+    """--train-data auto reads the pipeline's training_data.json (from the sidecars' 'model'): the union of its
+    components' data, splits and manifests, each image once."""
+    import shutil
+
+    from diffcxr.data import read_records
+    from diffcxr.evaluation.training_data import training_records
+
+    root, gen, clf = tiny
+    real = f"phantom:{root / 'real'}"
+    model = tmp_path / "pipeline"
+    model.mkdir()
+    component = {"trained": True, "data": real, "manifest": None, "train_splits": ["train"], "frontal_only": False}
+    (model / "training_data.json").write_text(json.dumps({"components": {
+        "vae": {**component, "train_splits": ["train", "val"]}, "denoiser": component, "knowledge_adapter": component,
+        "report_encoder": {**component, "data": "phantom:/elsewhere"}}}))  # the text side is not searched
+    records, sources = training_records(model)
+    expected = {r.id for r in read_records(real) if r.split in ("train", "val")}
+    assert {r.id for r in records} == expected and len(records) == len(expected)
+    assert [s["splits"] for s in sources] == [["train", "val"], ["train"]] and all(s["recorded"] for s in sources)
+
+    labelled = tmp_path / "gen"
+    shutil.copytree(gen, labelled)
+    argv = ["evaluate", "--real", real, "--generated", str(labelled), "--split", "all", "--metrics", "memorization",
+            "--extractor", "random", "--train-data", "auto", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "none")]) == 1
+    assert "--train-data auto needs the model" in capsys.readouterr().err
+    for side in labelled.glob("*.json"):
+        side.write_text(json.dumps({**json.loads(side.read_text()), "model": str(model)}))
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["memorization"]["n_train"] == len(expected)
+    assert metrics["protocol"]["train_data"] == sources

@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--model", help="saved DiffCXRPipeline: generate from --reports first (into OUT/generated)")
     parser.add_argument("--reports", help="with --model: dataset spec whose reports (split --split) condition generation")
     parser.add_argument("--metrics", default="fid,kid,prdc,msssim,mauc,memorization",
-                        help="comma-separated subset of fid,kid,prdc,msssim,mauc,memorization,per_finding "
-                             "(default: all but per_finding)")
+                        help="comma-separated subset of fid,kid,prdc,msssim,mauc,memorization,per_finding,alignment "
+                             "(default: all but per_finding and alignment)")
     parser.add_argument("--per-finding-min", type=count, default=50,
                         help="per_finding: score a finding with at least this many positive real and generated "
                              "images each (default 50); the others are listed as skipped")
@@ -32,10 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extractor-path", help="raddino: a local model folder or hub id (default microsoft/rad-dino; "
                         "downloading needs network)")
     parser.add_argument("--classifier", help="trained CXR classifier folder (mAUC scores, 'cxr' features)")
+    parser.add_argument("--alignment-model", metavar="RUN/vlm",
+                        help="the VLM stage of a training run (report_encoder/ + image_tower/) for the 'alignment' "
+                             "metric: report-image cosine of generated, real and shuffled real pairs")
     parser.add_argument("--n", type=non_negative, default=0, help="use at most N real and N generated images (0 = all)")
     parser.add_argument("--size", type=non_negative, default=0, help="read images at SxS (default: the generated images' size)")
     parser.add_argument("--split", default="test", help="split of --real used as reference (train/val/test/all; default test)")
     parser.add_argument("--train-split", default="train", help="split of --real searched for memorisation (default train)")
+    parser.add_argument("--train-data", metavar="auto|SPEC",
+                        help="memorisation searches these training images instead: 'auto' = every image the model's "
+                             "VAE, denoiser and adapter trained on (its training_data.json; the model from --model or "
+                             "the sidecars), or a dataset SPEC (its --train-split)")
     parser.add_argument("--max-train", type=non_negative, default=20000, help="at most this many training images for memorisation")
     parser.add_argument("--memorization-threshold", type=fraction, default=0.95,
                         help="fixed cosine flagged as a near copy (default 0.95; reported next to the calibrated rule)")
@@ -140,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     size = args.size or read_image_array(generated[0].path).shape[0]
 
     split = None if args.split == "all" else args.split
-    needs_real = any(m in metrics for m in ("fid", "kid", "prdc", "mauc", "memorization", "per_finding"))
+    needs_real = any(m in metrics for m in ("fid", "kid", "prdc", "mauc", "memorization", "per_finding", "alignment"))
     real = []
     if needs_real:
         real = read_records(args.real, split=split, require_images=True, derive_labels=True)
@@ -148,9 +155,18 @@ def run(args: argparse.Namespace) -> int:
             raise DiffCXRError(f"no real images in {args.real} (split {args.split}); try --split all")
         if args.n and len(real) > args.n:
             real = random.Random(args.seed).sample(real, args.n)
-    train = None
+    train, train_sources = None, None
     if "memorization" in metrics:
-        train = read_records(args.real, split=args.train_split, require_images=True, derive_labels=True)
+        if args.train_data == "auto":
+            from diffcxr.evaluation.training_data import training_records
+
+            model = args.model or generated[0].sidecar.get("model")
+            if not model:
+                raise DiffCXRError("--train-data auto needs the model: --model DIR, or sidecars with a 'model' field")
+            train, train_sources = training_records(model)
+        else:
+            train = read_records(args.train_data or args.real, split=args.train_split, require_images=True,
+                                 derive_labels=True)
         if len(train) > args.max_train:
             train = random.Random(args.seed).sample(train, args.max_train)
 
@@ -167,9 +183,18 @@ def run(args: argparse.Namespace) -> int:
 
         classifier = extractor.module if extractor is not None and args.extractor == "cxr" else load_classifier(args.classifier)
 
+    alignment_model = None
+    if "alignment" in metrics:
+        if not args.alignment_model:
+            raise DiffCXRError("alignment needs --alignment-model RUN/vlm (the run's report encoder and image tower)")
+        from diffcxr.models.report_encoder import load_vision_language_model
+
+        alignment_model = load_vision_language_model(args.alignment_model)
+
     protocol = {"real": args.real, "split": args.split, "generated": str(gen_dir), "train_split": args.train_split,
+                "train_data": train_sources or args.train_data,
                 "uncertain": args.uncertain, "missing": args.missing, "classifier": args.classifier,
-                "seed": args.seed, "n_limit": args.n or None}
+                "seed": args.seed, "n_limit": args.n or None, "alignment_model": args.alignment_model}
     results = evaluate(real_records=real, generated=generated, metrics=metrics, size=size, extractor=extractor,
                        classifier=classifier, train_records=train, batch_size=args.batch_size,
                        kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
@@ -177,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
                        memorization_percentile=args.memorization_percentile, uncertain=args.uncertain,
                        missing=args.missing, seed=args.seed, bootstrap=args.bootstrap,
                        bootstrap_level=args.bootstrap_level, prdc_k=args.prdc_k,
-                       per_finding_min=args.per_finding_min, protocol=protocol, log=log, state=state)
+                       per_finding_min=args.per_finding_min, protocol=protocol, log=log, state=state,
+                       alignment_model=alignment_model)
     if not state.is_main_process:
         return 0
     results["protocol"]["processes"] = state.num_processes
@@ -190,6 +216,10 @@ def run(args: argparse.Namespace) -> int:
         summary.append(f"kid={results['kid']['mean']:.5f}{ci(results['kid'].get('interval'))}")
     if "mauc" in results and results["mauc"]["generated"]["mauc"] is not None:
         summary.append(f"mauc={results['mauc']['generated']['mauc']:.4f}{ci(results['mauc'].get('interval'))}")
+    if "alignment" in results:
+        a = results["alignment"]
+        summary.append(f"alignment={a['generated']:.4f}{ci(a['interval'])} (real {a['real']:.4f}, shuffled "
+                       f"{a['shuffled_real']:.4f})")
     if "msssim" in results:
         summary.append(f"msssim={results['msssim']['msssim']:.4f}")
     if "memorization" in results:

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["GeneratedImage", "read_generated", "labels_from_sidecar", "image_batches", "evaluate", "write_report",
            "METRICS"]
 
-METRICS = ("fid", "kid", "prdc", "msssim", "mauc", "memorization", "per_finding")
+METRICS = ("fid", "kid", "prdc", "msssim", "mauc", "memorization", "per_finding", "alignment")
 
 
 @dataclass
@@ -187,11 +187,13 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
              kid_capacity: int = 10_000, memorization_threshold: float = 0.95, memorization_percentile: float = 99.0,
              uncertain: str = "exclude",
              missing: str = "negative", seed: int = 0, bootstrap: int = 200, bootstrap_level: float = 0.95,
-             prdc_k: int = 5, per_finding_min: int = 50, protocol: dict | None = None, log=print, state=None) -> dict:
+             prdc_k: int = 5, per_finding_min: int = 50, protocol: dict | None = None, log=print, state=None,
+             alignment_model=None) -> dict:
     """Compute the requested ``metrics`` and return the ``metrics.json`` dictionary.
 
     ``state`` (accelerate's ``PartialState``) shares the feature extraction between processes; every process then
-    holds all features and computes the same numbers (write them from the main process only)."""
+    holds all features and computes the same numbers (write them from the main process only).
+    ``alignment_model`` is ``(ReportEncoder, ImageTower)`` of a VLM stage, for the ``alignment`` metric."""
     from diffcxr.metrics import (StreamingGaussianStats, bootstrap_interval, intra_prompt_msssim,
                                  kernel_inception_distance, frechet_distance, memorization, nearest_neighbours,
                                  per_finding_auroc)
@@ -203,6 +205,9 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
     sampled = "kid" in metrics or "prdc" in metrics  # both read a reservoir of <= kid_capacity features per side
     if "mauc" in metrics and classifier is None:
         raise DiffCXRError("mauc needs a trained classifier: pass --classifier DIR")
+    if "alignment" in metrics and alignment_model is None:
+        raise DiffCXRError("alignment needs the vision-language model of a training run: pass --alignment-model "
+                           "RUN/vlm (its report_encoder and image_tower)")
     out: dict = {"protocol": dict(protocol or {})}
     out["protocol"].update({"size": size, "n_generated": len(generated), "metrics": metrics,
                             "extractor": extractor.describe() if extractor is not None else None,
@@ -315,6 +320,9 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
         res = intra_prompt_msssim(tensors())
         res["samples_per_report"] = float(np.mean([len(v) for v in groups.values()]))
         out["msssim"] = res
+    if "alignment" in metrics:
+        out["alignment"] = _alignment(alignment_model, generated, real_records, size, batch_size, seed, interval,
+                                      state, log)
     if "memorization" in metrics:
         train_records = list(train_records or [])
         if not train_records:
@@ -337,6 +345,46 @@ def evaluate(*, real_records, generated: list[GeneratedImage], metrics, size: in
                     "held-out images' nearest-training cosines"}
         out["_memo_pairs"] = [(generated[a].path, train_records[b].image_path, c) for a, b, c in res.closest]
     return out
+
+
+@torch.no_grad()
+def _alignment(model, generated, real_records, size, batch_size, seed, interval, state, log) -> dict:
+    """Cosine of report and image embeddings from the run's own VLM: generated pairs, real pairs, shuffled real."""
+    from diffcxr.data.reports import report_text
+    from diffcxr.metrics.alignment import pair_cosines, shuffled_pairs
+
+    encoder, tower = model
+    missing = [g.path.name for g in generated if not g.report]
+    if missing:
+        raise DiffCXRError(f"alignment needs each generated image's report: {len(missing)} have none in a sidecar "
+                           f"(e.g. {missing[0]})")
+    real = [r for r in real_records if r.report]
+    if len(real) < 2:
+        raise DiffCXRError("alignment needs at least 2 real images with reports (for the real and shuffled scale)")
+    log(f"alignment: {len(generated)} generated and {len(real)} real pairs")
+
+    def embed_images(x):
+        return tower(x.to(tower.device, tower.dtype)).float().cpu()
+
+    def embed_reports(texts):
+        chunks = [encoder.encode([report_text(t)[0] for t in texts[i:i + batch_size]]).global_embeds.float().cpu()
+                  for i in range(0, len(texts), batch_size)]
+        return torch.cat(chunks)
+
+    def image_embeddings(paths):
+        return torch.cat(_Pass(True, 2, True, seed).run(paths, size, batch_size, embed_images, state=state).features)
+
+    generated_cos = pair_cosines(embed_reports([g.report for g in generated]),
+                                 image_embeddings([g.path for g in generated]))
+    real_text, real_image = embed_reports([r.report for r in real]), image_embeddings([r.image_path for r in real])
+    real_cos = pair_cosines(real_text, real_image)
+    shuffled_cos = pair_cosines(real_text[torch.from_numpy(shuffled_pairs(len(real), seed))], real_image)
+    estimate = float(generated_cos.mean())
+    return {"generated": estimate, "interval": interval(lambda idx: float(generated_cos[idx].mean()), estimate),
+            "real": float(real_cos.mean()), "shuffled_real": float(shuffled_cos.mean()),
+            "n_generated": len(generated), "n_real": len(real),
+            "score": "mean cosine of the report encoder's token 0 and the image tower's embedding (the VLM stage's "
+                     "InfoNCE pair); real = real images with their reports, shuffled_real = with other reports"}
 
 
 def _fmt(v, digits=3):
@@ -390,6 +438,10 @@ def write_report(results: dict, generated: list[GeneratedImage], out_dir, size: 
                      f"{_ci(results['mauc'].get('interval'), 3)} |")
         if "real" in results["mauc"]:
             lines.append(f"| mAUC, real reference images (yardstick) | {_fmt(results['mauc']['real']['mauc'])} |")
+    if "alignment" in results:
+        a = results["alignment"]
+        lines.append(f"| report-image alignment (VLM cosine): generated | {_fmt(a['generated'])}{_ci(a['interval'], 3)} "
+                     f"(real pairs {_fmt(a['real'])}, shuffled real {_fmt(a['shuffled_real'])}) |")
     if "msssim" in results:
         m = results["msssim"]
         lines.append(f"| MS-SSIM within report ({m['scales']} scales; lower = more diverse) | {m['msssim']:.4f} |")

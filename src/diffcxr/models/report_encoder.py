@@ -47,7 +47,7 @@ from diffcxr.models.configs import SQUEEZE_INITS, TOKEN_REDUCTIONS
 from diffcxr.models.conv_stages import conv_stages
 
 __all__ = ["TokenSqueeze", "TokenMeanPool", "TOKEN_REDUCTIONS", "SQUEEZE_INITS", "ReportEncoder", "ReportEncoderOutput", "ImageTower",
-           "clip_loss", "validate_report", "minilm_path", "MAX_REPORT_CHARS"]
+           "clip_loss", "validate_report", "minilm_path", "MAX_REPORT_CHARS", "load_vision_language_model"]
 
 SQUEEZE_WEIGHTS = "squeeze.safetensors"
 
@@ -423,6 +423,19 @@ class ImageTower(ModelMixin, ConfigMixin):
         """The global embedding ``(B, embed_dim)``; with ``return_patch_tokens`` also the patch tokens."""
         tokens = self.patch_tokens(pixel_values)
         return (tokens.mean(dim=1), tokens) if return_patch_tokens else tokens.mean(dim=1)
+
+
+def load_vision_language_model(path: str | os.PathLike) -> tuple[ReportEncoder, ImageTower]:
+    """The report encoder and image tower a VLM stage saved (``RUN/vlm`` or ``RUN``), frozen, in eval mode."""
+    root = Path(path)
+    if not (root / "image_tower").is_dir() and (root / "vlm" / "image_tower").is_dir():
+        root = root / "vlm"
+    if not ((root / "image_tower").is_dir() and (root / "report_encoder").is_dir()):
+        raise DiffCXRError(f"{path} holds no VLM stage (report_encoder/ and image_tower/ as `diffcxr train vlm` "
+                           "writes them); pass RUN/vlm of a training run")
+    encoder = ReportEncoder.from_pretrained(root / "report_encoder").eval().requires_grad_(False)
+    tower = ImageTower.from_pretrained(root / "image_tower", use_safetensors=True).eval().requires_grad_(False)
+    return encoder, tower
 
 
 def clip_loss(text_emb: torch.Tensor, image_emb: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:

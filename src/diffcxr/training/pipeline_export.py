@@ -68,7 +68,8 @@ def write_model_card(run, out_root, target, with_adapter: bool = True) -> dict:
         info = json.loads(info_path.read_text(encoding="utf-8"))
         provenance[component] = {"trained": True, "stage": stage, "data": info.get("data"),
                                  "manifest": info.get("manifest"), "train_records": info.get("train_records"),
-                                 "git_sha": info.get("git_sha")}
+                                 "train_splits": info.get("train_splits"), "frontal_only": info.get("frontal_only"),
+                                 "limit": info.get("limit"), "git_sha": info.get("git_sha")}
     text_encoder = run.model_config()["report_encoder"]["text_encoder"]
     content = {"config": run.name, "text_encoder": text_encoder, "components": provenance}
     (target / "training_data.json").write_text(json.dumps(content, indent=2), encoding="utf-8")

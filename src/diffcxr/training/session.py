@@ -137,7 +137,10 @@ class Session:
         from diffcxr.training.data import select_records
 
         train, holdout = select_records(data_spec, self.run.data, manifest)
-        self.save_run_info({"data": data_spec, "manifest": manifest, "train_records": len(train)})
+        data = self.run.data
+        self.save_run_info({"data": data_spec, "manifest": manifest, "train_records": len(train),
+                            "train_splits": list(data.train_splits), "frontal_only": data.frontal_only,
+                            "limit": data.limit})
         return train, holdout
 
     @property
