@@ -57,12 +57,10 @@ def run(args: argparse.Namespace) -> int:
     from diffcxr.errors import DiffCXRError
     from diffcxr.knowledge import parse_label_overrides
     from diffcxr.pipelines import DiffCXRPipeline
-    from diffcxr.pipelines.batch_generation import GenerationSettings, existing_generated_files, generate_to_folder
+    from diffcxr.pipelines.batch_generation import GenerationSettings, check_out_dir, generate_to_folder
 
     if (args.report is None) == (args.input is None):
         raise DiffCXRError("give either a REPORT argument or --input FILE (not both)")
-    if args.resume and args.overwrite:
-        raise DiffCXRError("give --resume (continue the run in --out) or --overwrite (replace it), not both")
     settings = GenerationSettings(n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance,
                                   adapter_scale=args.adapter_scale, uncertain_as_positive=args.uncertain_as_positive,
                                   labels=parse_label_overrides(args.labels) if args.labels else {}, dtype=args.dtype,
@@ -80,12 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if not (model_dir / "model_index.json").is_file():
         raise DiffCXRError(f"{model_dir} is not a saved DiffCXRPipeline (no model_index.json)")
     out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DiffCXRError(f"--out {out_dir} is a file; give a folder")
-    existing = existing_generated_files(out_dir)
-    if existing and not (args.overwrite or args.resume):
-        raise DiffCXRError(f"--out {out_dir} already holds {len(existing)} generated files (e.g. {existing[0]}); "
-                           "continue that run with --resume, choose another --out or pass --overwrite")
+    check_out_dir(out_dir, args.resume, args.overwrite)  # before the model loads; generate_to_folder checks again
     if args.quiet:
         import diffusers.utils.logging as dl
         import transformers.utils.logging as tl

@@ -29,7 +29,7 @@ from diffcxr.data.report_files import ReportItem
 from diffcxr.errors import DiffCXRError
 
 __all__ = ["GenerationSettings", "ImageJob", "image_jobs", "unique_stem", "GENERATED_FILE", "RUN_RECORD",
-           "generate_to_folder", "existing_generated_files"]
+           "generate_to_folder", "check_out_dir"]
 
 GENERATED_FILE = re.compile(r".+_\d{2,}\.(png|dcm|json)$")  # {stem}_{k:02d}.{ext}: what a run writes
 RUN_RECORD = "generate_run.yaml"  # not .json: readers glob *.json for sidecars
@@ -96,11 +96,17 @@ def _batches(jobs: Iterator[ImageJob], size: int) -> Iterator[list[ImageJob]]:
         yield batch
 
 
-def existing_generated_files(out_dir: Path) -> list[str]:
-    """Names in ``out_dir`` that look like a generation run's images or sidecars."""
-    if not out_dir.is_dir():
-        return []
-    return sorted(p.name for p in out_dir.iterdir() if GENERATED_FILE.match(p.name))
+def check_out_dir(out_dir: str | Path, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse an ``out_dir`` that is a file, or that holds a run's images unless told to continue or replace it."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DiffCXRError(f"--out {out_dir} is a file; give a folder")
+    if resume and overwrite:
+        raise DiffCXRError("give --resume (continue the run in --out) or --overwrite (replace it), not both")
+    existing = sorted(p.name for p in out_dir.iterdir() if GENERATED_FILE.match(p.name)) if out_dir.is_dir() else []
+    if existing and not (overwrite or resume):
+        raise DiffCXRError(f"--out {out_dir} already holds {len(existing)} generated files (e.g. {existing[0]}); "
+                           "continue that run with --resume, choose another --out or pass --overwrite")
 
 
 def _is_done(job: ImageJob, out_dir: Path, fmt: str) -> bool:
@@ -162,13 +168,8 @@ def generate_to_folder(pipe, items: Iterable[ReportItem], out_dir: str | Path, s
     state = state or PartialState(cpu=not torch.cuda.is_available())
     rank, world = state.process_index, state.num_processes
     out_dir, model_dir = Path(out_dir), Path(model_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DiffCXRError(f"--out {out_dir} is a file; give a folder")
+    check_out_dir(out_dir, resume, overwrite)
     record = {"model": str(model_dir.resolve()), "input": input_name, **asdict(settings)}
-    existing = existing_generated_files(out_dir)
-    if existing and not (overwrite or resume):
-        raise DiffCXRError(f"--out {out_dir} already holds {len(existing)} generated files (e.g. {existing[0]}); "
-                           "continue that run with --resume, choose another --out or pass --overwrite")
     _check_run_record(out_dir, record, resume)
     state.wait_for_everyone()
     if state.is_main_process:
