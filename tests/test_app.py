@@ -148,6 +148,17 @@ def test_client_calls_the_generate_endpoint(served_app):
     assert len(client.predict(REPORT, *AUTO, 1, 1, 2.0, 1.0, 0, "bf16", api_name="/generate")[0]) == 1
 
 
+def test_two_users_at_once_each_get_their_own_images(served_app):
+    """Requests queue one at a time: two users submitting together both get their images, with their seeds."""
+    from gradio_client import Client
+
+    jobs = [Client(served_app, verbose=False).submit(REPORT, *AUTO, 2, 2, 2.0, 1.0, seed, "fp32", api_name="/generate")
+            for seed in (100, 200)]
+    results = [job.result(timeout=120) for job in jobs]
+    assert [[item["caption"] for item in r[0]] for r in results] == [["seed 100", "seed 101"], ["seed 200", "seed 201"]]
+    assert len({item["image"] for r in results for item in r[0]}) == 4  # four distinct files
+
+
 @pytest.fixture
 def browser():
     if not Path(CHROMIUM).is_file():
