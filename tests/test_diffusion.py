@@ -73,3 +73,40 @@ def test_pipeline_with_knowledge_embeds_equals_the_hand_written_grid_sampler():
     other = pipe(reports, knowledge_embeds=know.flip(0), guidance_scale=w, num_inference_steps=steps,
                  output_type="pt", generator=torch.Generator().manual_seed(seed), progress=False).images
     assert not torch.allclose(got, other)
+
+
+def test_every_solver_samples_the_same_image_as_dpm_solver_at_many_steps():
+    """Swapped into a saved pipeline, each solver of SOLVERS lands on DPM-Solver++'s image from the same noise:
+    far closer than another noise draw is (first-order DDIM and Euler converge slowest)."""
+    from pathlib import Path
+
+    import numpy as np
+    import pytest
+
+    from diffcxr.errors import DiffCXRError
+    from diffcxr.models.diffusion import SOLVERS, solver_scheduler
+    from diffcxr.pipelines import DiffCXRPipeline
+
+    pipe = DiffCXRPipeline.from_pretrained(Path(__file__).parent / "fixtures" / "tiny_pipeline")
+    pipe.set_progress_bar_config(disable=True)
+    shape = (1, pipe.denoiser.config.in_channels, pipe.denoiser.config.sample_size, pipe.denoiser.config.sample_size)
+    noise, other = (torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in (0, 1))
+
+    def sample(latents, steps):
+        return pipe("Large left pleural effusion.", num_inference_steps=steps, latents=latents, output_type="np",
+                    progress=False).images
+
+    reference = sample(noise, 20)
+    spread = np.abs(sample(other, 20) - reference).mean()
+    for name in SOLVERS:
+        pipe.scheduler = solver_scheduler(name, pipe.scheduler.config)
+        assert np.abs(sample(noise, 20) - reference).mean() < 0.25 * spread, name
+    with pytest.raises(DiffCXRError, match="unknown solver"):
+        solver_scheduler("heun++", pipe.scheduler.config)
+
+
+def test_the_cli_solver_choices_are_the_library_solvers():
+    from diffcxr.cli.generate import SOLVER_NAMES
+    from diffcxr.models.diffusion import SOLVERS
+
+    assert SOLVER_NAMES == tuple(SOLVERS)

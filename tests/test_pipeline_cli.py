@@ -132,3 +132,10 @@ def test_a_damaged_saved_pipeline_is_one_error_line(tmp_path, capsys, damage):
     err = capsys.readouterr().err.strip()
     assert err.startswith("diffcxr: error: cannot load a DiffCXRPipeline") and len(err.splitlines()) == 1
     assert not (tmp_path / "g").exists()
+
+
+def test_generate_with_another_solver_records_it(tmp_path):
+    out = tmp_path / "g"
+    assert main(["generate", "Small left pleural effusion.", *BASE, "--n", "1", "--solver", "unipc", "--out", str(out)]) == 0
+    settings = json.loads((out / "0_00.json").read_text())["settings"]
+    assert settings["solver"] == "unipc" and settings["scheduler"] == "UniPCMultistepScheduler"

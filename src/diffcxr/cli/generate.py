@@ -15,6 +15,8 @@ import argparse
 
 from diffcxr.cli.arguments import count, finite_float, non_negative
 
+SOLVER_NAMES = ("dpm++2m", "dpm++3m", "unipc", "deis", "euler", "ddim")  # diffcxr.models.diffusion.SOLVERS (tested)
+
 HELP = "generate chest X-rays from radiology report text with a trained Diff-CXR model"
 
 
@@ -28,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=count, default=4, help="images per report (default 4)")
     parser.add_argument("--seed", type=non_negative, default=0, help="base seed; image k uses seed+k (default 0)")
     parser.add_argument("--steps", type=count, default=50, help="solver steps (default 50)")
+    parser.add_argument("--solver", choices=SOLVER_NAMES, default="dpm++2m",
+                        help="diffusers solver over the model's schedule (default dpm++2m, DPM-Solver++ 2M)")
     parser.add_argument("--guidance", type=finite_float, default=2.0,
                         help="CFG scale w in eps_u + w(eps_c - eps_u); 2 = the authors' s=1 (default 2)")
     parser.add_argument("--labels", help="override derived findings, e.g. 'Pleural Effusion=1,Cardiomegaly=0' (1/0/-1/blank)")
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.report is None) == (args.input is None):
         raise DiffCXRError("give either a REPORT argument or --input FILE (not both)")
-    settings = GenerationSettings(n=args.n, seed=args.seed, steps=args.steps, guidance=args.guidance,
+    settings = GenerationSettings(n=args.n, seed=args.seed, steps=args.steps, solver=args.solver, guidance=args.guidance,
                                   adapter_scale=args.adapter_scale, uncertain_as_positive=args.uncertain_as_positive,
                                   labels=parse_label_overrides(args.labels) if args.labels else {}, dtype=args.dtype,
                                   batch_size=args.batch_size, format=args.format, bits=args.bits)

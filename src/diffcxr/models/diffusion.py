@@ -5,7 +5,8 @@ The schedule is the authors' (1000 steps, scaled-linear β 0.00085–0.012, ε p
 config (``base`` / ``adapter`` sections: ``num_train_timesteps``, ``beta_start``, ``beta_end``,
 ``beta_schedule``) may change it, and the exported pipeline's solver then follows. Both schedulers are
 diffusers': ``DDPMScheduler`` (training, ``add_noise``) and ``DPMSolverMultistepScheduler`` (DPM-Solver++,
-2nd order) for sampling.
+2nd order) for sampling. :data:`SOLVERS` names the other diffusers solvers a saved pipeline can sample with over
+its own schedule (:func:`solver_scheduler`; ``diffcxr generate --solver``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["PAPER_SCHEDULE", "schedule_config", "training_scheduler", "sampling_scheduler", "noise_latents",
-           "epsilon_loss"]
+__all__ = ["PAPER_SCHEDULE", "SOLVERS", "schedule_config", "training_scheduler", "sampling_scheduler",
+           "solver_scheduler", "noise_latents", "epsilon_loss"]
 
 PAPER_SCHEDULE: dict[str, Any] = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
                                   "beta_schedule": "scaled_linear"}
@@ -41,6 +42,31 @@ def sampling_scheduler(stage_cfg=None):
     from diffusers import DPMSolverMultistepScheduler
 
     return DPMSolverMultistepScheduler(**schedule_config(stage_cfg), algorithm_type="dpmsolver++", solver_order=2)
+
+
+# name -> (diffusers scheduler class, its settings); all keep the pipeline's training schedule
+SOLVERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dpm++2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpm++3m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 3}),
+    "unipc": ("UniPCMultistepScheduler", {"solver_order": 2}),
+    "deis": ("DEISMultistepScheduler", {"solver_order": 2}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "ddim": ("DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": False}),
+}
+
+
+def solver_scheduler(name: str, scheduler_config) -> Any:
+    """The solver ``name`` (a key of :data:`SOLVERS`) over the schedule in ``scheduler_config`` (a pipeline's
+    ``scheduler.config``): ``pipe.scheduler = solver_scheduler("unipc", pipe.scheduler.config)``."""
+    import diffusers
+
+    from diffcxr.errors import DiffCXRError
+
+    if name not in SOLVERS:
+        raise DiffCXRError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
+    class_name, settings = SOLVERS[name]
+    schedule = {k: scheduler_config[k] for k in (*PAPER_SCHEDULE, "prediction_type") if k in scheduler_config}
+    return getattr(diffusers, class_name).from_config(schedule, **settings)
 
 
 def noise_latents(scheduler, latents: torch.Tensor, generator: torch.Generator

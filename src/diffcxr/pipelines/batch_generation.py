@@ -43,6 +43,7 @@ class GenerationSettings:
     n: int = 4
     seed: int = 0
     steps: int = 50
+    solver: str = "dpm++2m"  # a key of diffcxr.models.diffusion.SOLVERS
     guidance: float = 2.0
     adapter_scale: float = 1.0
     uncertain_as_positive: bool = False
@@ -181,7 +182,10 @@ def generate_to_folder(pipe, items: Iterable[ReportItem], out_dir: str | Path, s
             partial.unlink()
     state.wait_for_everyone()
 
-    run_settings = {"steps": settings.steps, "guidance_scale": settings.guidance,
+    from diffcxr.models.diffusion import solver_scheduler
+
+    pipe.scheduler = solver_scheduler(settings.solver, pipe.scheduler.config)
+    run_settings = {"steps": settings.steps, "solver": settings.solver, "guidance_scale": settings.guidance,
                     "adapter_conditioning_scale": settings.adapter_scale,
                     "uncertain_as_positive": settings.uncertain_as_positive, "dtype": settings.dtype,
                     "scheduler": type(pipe.scheduler).__name__, "with_adapter": pipe.knowledge_adapter is not None}
