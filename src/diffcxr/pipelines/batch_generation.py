@@ -162,9 +162,7 @@ def generate_to_folder(pipe, items: Iterable[ReportItem], out_dir: str | Path, s
     from tqdm.auto import tqdm
 
     from diffcxr.atomic import atomic_write_text
-    from diffcxr.data.reports import validate_report
-    from diffcxr.knowledge import parse_label_overrides
-    from diffcxr.pipelines.outputs import save_generated
+    from diffcxr.models.diffusion import solver_scheduler
 
     state = state or PartialState(cpu=not torch.cuda.is_available())
     rank, world = state.process_index, state.num_processes
@@ -181,8 +179,6 @@ def generate_to_folder(pipe, items: Iterable[ReportItem], out_dir: str | Path, s
         for partial in out_dir.glob(".*.tmp"):  # files a killed run was writing
             partial.unlink()
     state.wait_for_everyone()
-
-    from diffcxr.models.diffusion import solver_scheduler
 
     pipe.scheduler = solver_scheduler(settings.solver, pipe.scheduler.config)
     run_settings = {"steps": settings.steps, "solver": settings.solver, "guidance_scale": settings.guidance,
@@ -204,25 +200,7 @@ def generate_to_folder(pipe, items: Iterable[ReportItem], out_dir: str | Path, s
                 continue
             todo = [job for job in batch if not (resume and _is_done(job, out_dir, settings.format))]
             if todo:
-                # the whole batch is computed again (its images depend on its composition); only missing ones are written
-                labels = []
-                for job in batch:  # checked per batch: a bad report stops the run before its image
-                    item = job.item
-                    validate_report(item.report, f"{item.id} (line {item.line})" if item.line else None)
-                    own = parse_label_overrides(item.labels) if isinstance(item.labels, str) else dict(item.labels or {})
-                    labels.append({**own, **settings.labels} or None)
-                out = pipe([job.item.report for job in batch], num_images_per_prompt=1,
-                           num_inference_steps=settings.steps, guidance_scale=settings.guidance,
-                           generator=[torch.Generator(device="cpu").manual_seed(job.seed) for job in batch],
-                           output_type="np", labels=labels, adapter_conditioning_scale=settings.adapter_scale,
-                           uncertain_as_positive=settings.uncertain_as_positive, progress=False)
-                for j, job in enumerate(batch):
-                    if job in todo:
-                        save_generated(out.images[j][..., 0], out_dir, job.name, report=job.item.report,
-                                       report_id=job.item.id, index=job.k, seed=job.seed, labels=out.labels[j],
-                                       label_overrides=labels[j], knowledge_prompt=out.knowledge_prompts[j],
-                                       report_sections=out.report_sections[j], model_dir=model_dir,
-                                       settings=run_settings, formats=(settings.format,), bits=settings.bits)
+                _draw_batch(pipe, batch, todo, out_dir, settings, model_dir, run_settings)
             written += len(todo)
             skipped += len(batch) - len(todo)
             for job in batch:
@@ -238,6 +216,34 @@ def generate_to_folder(pipe, items: Iterable[ReportItem], out_dir: str | Path, s
     if state.is_main_process:
         merge_index(out_dir)
     return {"written": written, "skipped": skipped, "seconds": seconds, "world": world}
+
+
+def _draw_batch(pipe, batch: list[ImageJob], todo: list[ImageJob], out_dir: Path, settings: GenerationSettings,
+                model_dir: Path, run_settings: dict) -> None:
+    """Sample the whole ``batch`` (its images depend on its composition) and write the images of ``todo``."""
+    import torch
+
+    from diffcxr.data.reports import validate_report
+    from diffcxr.knowledge import parse_label_overrides
+    from diffcxr.pipelines.outputs import save_generated
+
+    labels = []
+    for job in batch:  # checked per batch: a bad report stops the run before its image
+        item = job.item
+        validate_report(item.report, f"{item.id} (line {item.line})" if item.line else None)
+        own = parse_label_overrides(item.labels) if isinstance(item.labels, str) else dict(item.labels or {})
+        labels.append({**own, **settings.labels} or None)
+    out = pipe([job.item.report for job in batch], num_images_per_prompt=1, num_inference_steps=settings.steps,
+               guidance_scale=settings.guidance, output_type="np", labels=labels,
+               generator=[torch.Generator(device="cpu").manual_seed(job.seed) for job in batch],
+               adapter_conditioning_scale=settings.adapter_scale,
+               uncertain_as_positive=settings.uncertain_as_positive, progress=False)
+    for j, job in enumerate(batch):
+        if job in todo:
+            save_generated(out.images[j][..., 0], out_dir, job.name, report=job.item.report, report_id=job.item.id,
+                           index=job.k, seed=job.seed, labels=out.labels[j], label_overrides=labels[j],
+                           knowledge_prompt=out.knowledge_prompts[j], report_sections=out.report_sections[j],
+                           model_dir=model_dir, settings=run_settings, formats=(settings.format,), bits=settings.bits)
 
 
 def merge_index(out_dir: Path) -> Path:
