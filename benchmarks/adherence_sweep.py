@@ -101,54 +101,56 @@ def main() -> None:
     print(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'}")
 
 
-def _plot(rows: list[dict], real: dict, path: Path, title: str) -> None:
+def _axes():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
+    return plt.subplots(figsize=(6, 4.2), dpi=120)
+
+
+def _finish(fig, ax, real: dict, path: Path, title: str, xlabel: str) -> None:
+    """The real-image line, labels, legend; save and close."""
+    import matplotlib.pyplot as plt
+
+    ax.axhline(real["mauc"], color="grey", ls="--", lw=1, label=f"real images ({real['mauc']:.3f})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("mAUC vs. conditioning report")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot(rows: list[dict], real: dict, path: Path, title: str) -> None:
+    """mAUC against FID, one curve per adapter scale, points labelled with the guidance weight."""
+    fig, ax = _axes()
     for scale in sorted({r["settings"]["adapter_scale"] for r in rows}):
         arm = [r for r in rows if r["settings"]["adapter_scale"] == scale]
         ax.plot([r["fid"] for r in arm], [r["mauc"] for r in arm], marker="o", label=f"adapter scale {scale:g}")
         for r in arm:
             ax.annotate(f"w={r['settings']['guidance_scale']:g}", (r["fid"], r["mauc"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
-    ax.axhline(real["mauc"], color="grey", ls="--", lw=1, label=f"real images ({real['mauc']:.3f})")
-    ax.set_xlabel("FID (classifier features; lower is better)")
-    ax.set_ylabel("mAUC vs. conditioning report")
-    ax.set_title(title, fontsize=8)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _finish(fig, ax, real, path, title, "FID (classifier features; lower is better)")
 
 
 def _plot_steps(rows: list[dict], real: dict, path: Path, title: str) -> None:
     """mAUC against solver steps, one curve per solver (and guidance / adapter scale when several)."""
-    import matplotlib
+    fig, ax = _axes()
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def key(r):
+        return r["settings"]["solver"], r["settings"]["guidance_scale"], r["settings"]["adapter_scale"]
 
-    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
-    keys = sorted({(r["settings"]["solver"], r["settings"]["guidance_scale"], r["settings"]["adapter_scale"])
-                   for r in rows})
+    keys = sorted({key(r) for r in rows})
     for solver, guidance, scale in keys:
-        arm = sorted((r for r in rows if (r["settings"]["solver"], r["settings"]["guidance_scale"],
-                                          r["settings"]["adapter_scale"]) == (solver, guidance, scale)),
+        arm = sorted((r for r in rows if key(r) == (solver, guidance, scale)),
                      key=lambda r: r["settings"]["num_inference_steps"])
         label = solver if len(keys) == len({k[0] for k in keys}) else f"{solver} w={guidance:g} a={scale:g}"
         ax.plot([r["settings"]["num_inference_steps"] for r in arm], [r["mauc"] for r in arm], marker="o", label=label)
-    ax.axhline(real["mauc"], color="grey", ls="--", lw=1, label=f"real images ({real['mauc']:.3f})")
     ax.set_xscale("log")
-    ax.set_xlabel("solver steps")
-    ax.set_ylabel("mAUC vs. conditioning report")
-    ax.set_title(title, fontsize=8)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _finish(fig, ax, real, path, title, "solver steps")
 
 
 if __name__ == "__main__":
