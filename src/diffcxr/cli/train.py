@@ -6,9 +6,9 @@ import argparse
 
 from diffcxr.cli.arguments import CLIParser
 
-HELP = "train a Diff-CXR stage (vae, vlm, base, adapter, classifier) or all of them, resumable"
+HELP = "train a Diff-CXR stage (vae, vlm, base, adapter, classifier) or all of them, or distil a pipeline; resumable"
 
-STAGE_CHOICES = ("vae", "vlm", "base", "adapter", "classifier", "all")
+STAGE_CHOICES = ("vae", "vlm", "base", "adapter", "classifier", "all", "distill")
 
 
 class _IntermixedParser(CLIParser):
@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the resolved config (with overrides and its model config) as YAML and exit; "
                              "save it, edit it and pass the file to -c")
     parser.add_argument("--manifest", help="noise-filter manifest (diffcxr filter): train only on the kept ids")
+    parser.add_argument("--teacher", metavar="PIPELINE_DIR",
+                        help="distill only: the pipeline to distil (e.g. runs/cpu-mini/pipeline); the guidance-"
+                             "distilled pipeline is saved to OUTPUT_DIR/pipeline")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. base.lr=1e-4 base.max_steps=2000 seed=1")
     parser.add_argument("--output-dir", help="output folder (default: the config's output_dir or runs/<name>)")
@@ -70,9 +73,12 @@ def run(args: argparse.Namespace) -> int:
         raise DiffCXRError("train needs --data (a dataset spec, e.g. phantom:DIR; make one with diffcxr phantom)")
     out = Path(args.output_dir or cfg.output_dir or Path("runs") / cfg.name)
     t0 = time.perf_counter()
-    train(args.stage, cfg, args.data, out, manifest=args.manifest, resume=args.resume,
+    if args.stage == "distill" and not args.teacher:
+        raise DiffCXRError("train distill needs --teacher PIPELINE_DIR (the pipeline folder of a finished run)")
+    extra = {"teacher": args.teacher} if args.teacher else {}
+    train(args.stage, cfg, args.data, out, manifest=args.manifest, resume=args.resume, **extra,
           mixed_precision="no" if args.no_mixed_precision else None, progress=not args.no_progress)
     print(f"{args.stage}: done in {time.perf_counter() - t0:.0f} s -> {out}")
-    if args.stage == "all":
+    if args.stage in ("all", "distill"):
         print(f"  generate with: diffcxr generate --model {out / 'pipeline'} \"<report text>\"")
     return 0

@@ -135,8 +135,10 @@ def predict_noise(
     knowledge_adapter: DiseaseKnowledgeAdapter | None = None,
     knowledge_hidden_states: torch.Tensor | None = None,
     conditioning_scale: float = 1.0,
+    guidance=None,
 ) -> torch.Tensor:
-    """ε prediction of the base U-ViT, plus the adapter's residuals when an adapter is given."""
+    """ε prediction of the base U-ViT, plus the adapter's residuals when an adapter is given. ``guidance`` (the
+    weight ``w``) goes to a guidance-distilled U-ViT only."""
     down = mid = None
     if knowledge_adapter is not None:
         if knowledge_hidden_states is None:
@@ -144,4 +146,4 @@ def predict_noise(
         down, mid = knowledge_adapter(sample, timestep, encoder_hidden_states, knowledge_hidden_states,
                                       conditioning_scale=conditioning_scale)
     return denoiser(sample, timestep, encoder_hidden_states, down_block_additional_residuals=down,
-                    mid_block_additional_residual=mid, return_dict=False)[0]
+                    mid_block_additional_residual=mid, guidance=guidance, return_dict=False)[0]

@@ -12,6 +12,10 @@ The network follows the authors' ``uvit_t2i`` code:
   with ``Linear(2*width -> width)`` over ``concat(x, skip)``;
 * final ``LayerNorm -> Linear(width -> p*p*C) -> unpatchify -> Conv3x3``; the output is the predicted noise ε.
 
+A guidance-distilled student (``guidance_embedding=True``, :mod:`diffcxr.training.distill`) also reads the
+classifier-free guidance weight ``w``: ``MLP(sinusoid(GUIDANCE_EMBED_SCALE · (w − 1)))`` is added to the time
+token, with the MLP's last layer zero-initialised so that a fresh student equals the network it was copied from.
+
 The input half (embeddings, in-blocks, mid-block) lives in :class:`UViTInputHalfMixin`, which the
 :class:`~diffcxr.models.knowledge_adapter.DiseaseKnowledgeAdapter` reuses unchanged (it is a trainable copy of
 exactly that half).
@@ -31,7 +35,10 @@ from torch import nn
 
 from diffcxr.errors import DiffCXRError
 
-__all__ = ["UViT", "UViTOutput", "UViTBlock", "timestep_embedding", "UViTInputHalfMixin"]
+__all__ = ["UViT", "UViTOutput", "UViTBlock", "timestep_embedding", "UViTInputHalfMixin", "GUIDANCE_EMBED_SCALE"]
+
+# w = 1 (no guidance) ... 8 maps to 0 ... 700 on the sinusoid's axis: the span the timesteps use
+GUIDANCE_EMBED_SCALE = 100.0
 
 
 @dataclass
@@ -170,12 +177,22 @@ class UViTInputHalfMixin:
         return timestep
 
     # -- the input half ----------------------------------------------------------------------------------
-    def embed_tokens(self, sample: torch.Tensor, timestep, context_tokens: torch.Tensor) -> torch.Tensor:
-        """Return ``[time | context | patch] + pos_embed`` for already-projected ``context_tokens`` (B, 77, width)."""
+    def embed_tokens(self, sample: torch.Tensor, timestep, context_tokens: torch.Tensor, guidance=None
+                     ) -> torch.Tensor:
+        """Return ``[time | context | patch] + pos_embed`` for already-projected ``context_tokens`` (B, 77, width).
+
+        ``guidance`` (scalar or ``(B,)`` guidance weights) is read only by a network with a guidance embedding."""
         dtype = self.pos_embed.dtype
         x = self.patch_embed(sample.to(dtype)).flatten(2).transpose(1, 2)
         t = self._timesteps(timestep, sample.shape[0], sample.device)
         time_token = self.time_embed(timestep_embedding(t, self.config.width).to(dtype)).unsqueeze(1)
+        guidance_embed = getattr(self, "guidance_embed", None)
+        if guidance_embed is not None:
+            if guidance is None:
+                raise DiffCXRError("this U-ViT is guidance-distilled: pass the guidance weight (guidance=w)")
+            w = self._timesteps(guidance, sample.shape[0], sample.device).float()
+            w_embed = timestep_embedding((w - 1) * GUIDANCE_EMBED_SCALE, self.config.width).to(dtype)
+            time_token = time_token + guidance_embed(w_embed).unsqueeze(1)
         x = torch.cat([time_token, context_tokens.to(dtype), x], dim=1)
         return x + self.pos_embed
 
@@ -230,10 +247,13 @@ class UViT(UViTInputHalfMixin, ModelMixin, ConfigMixin):
         mlp_time_embed: bool = False,
         final_conv: bool = True,
         layer_norm_eps: float = 1e-5,
+        guidance_embedding: bool = False,
     ):
         super().__init__()
         self._build_input_half(sample_size, in_channels, patch_size, width, depth, num_heads, mlp_ratio,
                                qkv_bias, context_dim, num_context_tokens, mlp_time_embed, layer_norm_eps)
+        self.guidance_embed = (nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+                               if guidance_embedding else None)
         self.out_blocks = nn.ModuleList(
             [UViTBlock(width, num_heads, mlp_ratio, qkv_bias, skip=True, eps=layer_norm_eps) for _ in range(depth // 2)]
         )
@@ -241,6 +261,9 @@ class UViT(UViTInputHalfMixin, ModelMixin, ConfigMixin):
         self.decoder_pred = nn.Linear(width, patch_size * patch_size * in_channels)
         self.final_layer = nn.Conv2d(in_channels, in_channels, 3, padding=1) if final_conv else nn.Identity()
         self.apply(self._init_weights)
+        if self.guidance_embed is not None:  # a fresh student predicts what its teacher's conditional branch does
+            nn.init.zeros_(self.guidance_embed[-1].weight)
+            nn.init.zeros_(self.guidance_embed[-1].bias)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -272,6 +295,7 @@ class UViT(UViTInputHalfMixin, ModelMixin, ConfigMixin):
         encoder_hidden_states: torch.Tensor,
         down_block_additional_residuals: list[torch.Tensor] | None = None,
         mid_block_additional_residual: torch.Tensor | None = None,
+        guidance=None,
         return_dict: bool = True,
     ):
         """Predict ε.
@@ -283,10 +307,13 @@ class UViT(UViTInputHalfMixin, ModelMixin, ConfigMixin):
             down_block_additional_residuals: one tensor ``(B, L, width)`` per long skip (from the knowledge
                 adapter), added to the in-block outputs before the out-blocks consume them.
             mid_block_additional_residual: ``(B, L, width)`` added to the mid-block output.
+            guidance: scalar or ``(B,)`` classifier-free guidance weights ``w`` (diffusers' convention), for a
+                guidance-distilled network only (``guidance_embedding=True``): it then predicts the guided ε
+                ``ε_u + w·(ε_c − ε_u)`` in one forward.
         """
         self._check_inputs(sample, encoder_hidden_states)
         context = self.context_embed(encoder_hidden_states.to(self.pos_embed.dtype))
-        x = self.embed_tokens(sample, timestep, context)
+        x = self.embed_tokens(sample, timestep, context, guidance)
         x, skips = self.run_input_half(x)
         if down_block_additional_residuals is not None:
             if len(down_block_additional_residuals) != len(skips):

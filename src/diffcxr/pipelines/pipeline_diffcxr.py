@@ -82,6 +82,11 @@ class DiffCXRPipeline(DiffusionPipeline):
 
     # -- helpers -------------------------------------------------------------------------------------------
     @property
+    def guidance_distilled(self) -> bool:
+        """True for a guidance-distilled denoiser (``diffcxr train distill``): one forward per step at any w."""
+        return bool(getattr(self.denoiser.config, "guidance_embedding", False))
+
+    @property
     def image_size(self) -> int:
         return self.denoiser.config.sample_size * vae_downsample_factor(self.vae)
 
@@ -166,6 +171,8 @@ class DiffCXRPipeline(DiffusionPipeline):
             guidance_scale: classifier-free guidance ``w`` in diffusers' convention ``ε_u + w·(ε_c − ε_u)``.
                 The authors write ``ε_c + s·(ε_c − ε_u)`` with ``s = 1``, which is ``w = s + 1 = 2`` (the default).
                 ``w <= 1`` disables guidance (``w = 1`` is the plain conditional model, one forward per step).
+                A guidance-distilled pipeline (``diffcxr train distill``) takes ``w`` as an input of its denoiser
+                and needs one forward per step at any ``w``, in the range it was distilled for.
             generator: ``torch.Generator`` (or one per image) for reproducible noise.
             output_type: ``"pil"`` (mode ``"L"``), ``"np"`` ((N, H, W, 1) in [0, 1]), ``"pt"`` ((N, 1, H, W) in
                 [0, 1]) or ``"latent"``.
@@ -219,7 +226,9 @@ class DiffCXRPipeline(DiffusionPipeline):
         if use_adapter:
             know = knowledge_embeds if knowledge_embeds is not None else self.encode_text(knowledge_prompts)
             know = self._check_embeds(know.to(device), "knowledge_embeds", n_prompts)
-        do_cfg = guidance_scale > 1.0
+        # a guidance-distilled denoiser reads w and predicts the guided noise in one forward: no unconditional branch
+        guidance_distilled = self.guidance_distilled
+        do_cfg = guidance_scale > 1.0 and not guidance_distilled
         if do_cfg:
             if negative_prompt_embeds is None:
                 negative_prompt_embeds = self.encode_text([negative_prompt or ""], allow_empty=True)
@@ -263,7 +272,8 @@ class DiffCXRPipeline(DiffusionPipeline):
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_in = torch.cat([latents] * 2) if do_cfg else latents
             model_in = self.scheduler.scale_model_input(model_in, t)
-            eps = predict_noise(self.denoiser, model_in, t, cond, adapter, know, adapter_conditioning_scale).float()
+            eps = predict_noise(self.denoiser, model_in, t, cond, adapter, know, adapter_conditioning_scale,
+                                guidance=guidance_scale if guidance_distilled else None).float()
             if do_cfg:
                 eps_u, eps_c = eps.chunk(2)
                 eps = eps_u + guidance_scale * (eps_c - eps_u)

@@ -5,21 +5,22 @@
 >>> train("all", run, "phantom:phantoms/", "runs/tiny")          # doctest: +SKIP
 
 Stages, in the order ``all`` runs them: ``vae`` → ``vlm`` → ``base`` → ``adapter`` → ``classifier``, then the
-``DiffCXRPipeline`` export to ``<out>/pipeline``.
+``DiffCXRPipeline`` export to ``<out>/pipeline``. ``distill`` (not part of ``all``) guidance-distils an exported
+pipeline (``teacher=``) into ``<out>/pipeline``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from diffcxr.training.config import STAGES, RunConfig, load_run_config
+from diffcxr.training.config import EXTRA_STAGES, STAGES, RunConfig, load_run_config
 
-__all__ = ["STAGES", "RunConfig", "load_run_config", "train", "train_stage"]
+__all__ = ["STAGES", "EXTRA_STAGES", "RunConfig", "load_run_config", "train", "train_stage"]
 
 
 def train_stage(stage: str, run: RunConfig, data_spec: str, out_root, **kwargs):
-    """Run one stage (``vae``, ``vlm``, ``base``, ``adapter``, ``classifier``); kwargs: manifest, resume,
-    mixed_precision, progress, step_callback."""
+    """Run one stage (``vae``, ``vlm``, ``base``, ``adapter``, ``classifier``, or ``distill`` with ``teacher``);
+    kwargs: manifest, resume, mixed_precision, progress, step_callback, teacher."""
     from diffcxr.errors import DiffCXRError
 
     if stage == "vae":
@@ -32,8 +33,14 @@ def train_stage(stage: str, run: RunConfig, data_spec: str, out_root, **kwargs):
         from diffcxr.training.adapter import train_adapter as fn
     elif stage == "classifier":
         from diffcxr.training.classifier import train_classifier as fn
+    elif stage == "distill":
+        from diffcxr.training.distill import train_distill as fn
     else:
-        raise DiffCXRError(f"unknown stage {stage!r} (one of {', '.join(STAGES)}, all)")
+        raise DiffCXRError(f"unknown stage {stage!r} (one of {', '.join(STAGES + EXTRA_STAGES)}, all)")
+    if stage != "distill" and kwargs.get("teacher"):
+        raise DiffCXRError(f"--teacher is for `train distill` only, not `train {stage}`")
+    if stage != "distill":
+        kwargs.pop("teacher", None)
     if not run.stage(stage).enabled:
         print(f"[{stage}] disabled in the config ({stage}.enabled: false)", flush=True)
         return None

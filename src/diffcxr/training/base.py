@@ -88,8 +88,11 @@ def train_base(run: RunConfig, data_spec: str, out_root, *, manifest: str | None
     return out
 
 
-def write_sample_grid(run, out_root, uvit, holdout_records, path: Path, adapter=None) -> None:
-    """Generated images for the first ``sample.num_reports`` hold-out reports next to their real images."""
+def write_sample_grid(run, out_root, uvit, holdout_records, path: Path, adapter=None, components=None,
+                      scheduler=None) -> None:
+    """Generated images for the first ``sample.num_reports`` hold-out reports next to their real images.
+    ``components`` / ``scheduler``: the frozen ``(vae, report_encoder)`` and solver to sample with (default:
+    those of the run in ``out_root``)."""
     from diffcxr.models.diffusion import sampling_scheduler
     from diffcxr.pipelines import DiffCXRPipeline
     from diffcxr.training.cache import load_frozen_components
@@ -101,9 +104,10 @@ def write_sample_grid(run, out_root, uvit, holdout_records, path: Path, adapter=
         return
     was_training = uvit.training
     uvit.eval()
-    vae, encoder = load_frozen_components(run, out_root, uvit.device)
+    vae, encoder = components or load_frozen_components(run, out_root, uvit.device)
+    scheduler = scheduler or sampling_scheduler(run.adapter if adapter is not None else run.base)
     pipe = DiffCXRPipeline(vae=vae, denoiser=uvit, report_encoder=encoder, knowledge_adapter=adapter,
-                           scheduler=sampling_scheduler(run.adapter if adapter is not None else run.base))
+                           scheduler=scheduler)
     knowledge = pipe.encode_text(knowledge_prompts(records)) if adapter is not None else None
     fake = pipe([r.report for r in records], knowledge_embeds=knowledge, output_type="pt", progress=False,
                 num_inference_steps=run.sample.num_inference_steps, guidance_scale=run.sample.guidance_scale,

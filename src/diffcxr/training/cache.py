@@ -188,13 +188,14 @@ def load_frozen_components(run, out_root, device="cpu"):
     return vae, encoder
 
 
-def prepare_latent_cache(run, session, records, out_root, progress: bool = True) -> "LatentCache":
-    """Build the cache on the main process (others wait), then open it everywhere."""
+def prepare_latent_cache(run, session, records, out_root, progress: bool = True, components=None) -> "LatentCache":
+    """Build the cache on the main process (others wait), then open it everywhere. ``components``: the frozen
+    ``(vae, report_encoder)`` to encode with (default: those trained in ``out_root``)."""
     mcfg = run.model_config()
     root = Path(run.cache.dir) if run.cache.dir else Path(out_root) / "cache"
     folder_file = Path(session.out_dir) / ".cache_folder"
     if session.is_main:
-        vae, encoder = load_frozen_components(run, out_root, session.device)
+        vae, encoder = components or load_frozen_components(run, out_root, session.device)
         folder = build_cache(root, records, vae, encoder, image_size=mcfg["image_size"], dtype=run.cache.dtype,
                              shard_size=run.cache.shard_size, batch_size=run.cache.batch_size, progress=progress,
                              skip_unreadable=run.data.skip_unreadable)

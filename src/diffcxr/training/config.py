@@ -31,11 +31,12 @@ from diffcxr.findings import LABEL_POLICIES
 
 __all__ = [
     "StageConfig", "VAEConfig", "VLMConfig", "DiffusionConfig", "AdapterConfig", "ClassifierConfig",
-    "DataConfig", "CacheConfig", "SampleConfig", "RunConfig", "STAGES", "TRAIN_CONFIG_NAMES",
+    "DataConfig", "CacheConfig", "SampleConfig", "RunConfig", "STAGES", "EXTRA_STAGES", "DistillConfig", "TRAIN_CONFIG_NAMES",
     "train_config_dir", "load_run_config", "apply_overrides", "config_to_dict", "save_run_info", "git_sha",
 ]
 
-STAGES = ("vae", "vlm", "base", "adapter", "classifier")
+STAGES = ("vae", "vlm", "base", "adapter", "classifier")  # what `all` trains, in this order
+EXTRA_STAGES = ("distill",)  # trained on an exported pipeline, after `all`
 TRAIN_CONFIG_NAMES = ("tiny", "demo", "cpu-mini", "paper")
 
 
@@ -118,6 +119,20 @@ class AdapterConfig(DiffusionConfig):
 
 
 @dataclasses.dataclass
+class DistillConfig(StageConfig):
+    """Guidance distillation (``diffcxr train distill --teacher PIPELINE``, not part of ``all``): a copy of the
+    teacher's U-ViT with a guidance-weight embedding learns to predict the teacher's guided ε
+    ``ε_u + w·(ε_c − ε_u)`` (base + knowledge adapter, both frozen) in one forward, for ``w`` drawn uniformly
+    from [``guidance_min``, ``guidance_max``]."""
+
+    lr: float = 1e-4
+    warmup_steps: int = 100
+    ema_decay: float = 0.999
+    guidance_min: float = 1.0
+    guidance_max: float = 6.0
+
+
+@dataclasses.dataclass
 class ClassifierConfig(StageConfig):
     """Small CXR CNN over the 14 CheXpert findings (BCE), for mAUC/FID features."""
 
@@ -180,11 +195,12 @@ class RunConfig:
     base: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
     adapter: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
     classifier: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     source: str = ""  # where the config came from (set by the loader)
 
     def stage(self, name: str) -> StageConfig:
-        if name not in STAGES:
-            raise DiffCXRError(f"unknown stage {name!r} (one of {', '.join(STAGES)})")
+        if name not in STAGES + EXTRA_STAGES:
+            raise DiffCXRError(f"unknown stage {name!r} (one of {', '.join(STAGES + EXTRA_STAGES)})")
         return getattr(self, name)
 
     def model_config(self) -> dict:
@@ -224,6 +240,9 @@ def _check(cfg, section: str, where: str) -> None:
             raise DiffCXRError(f"{where}: {section}.ema_decay must be in [0, 1), got {cfg.ema_decay}")
         if cfg.lr <= 0:
             raise DiffCXRError(f"{where}: {section}.lr must be > 0, got {cfg.lr}")
+    if isinstance(cfg, DistillConfig) and not 0 <= cfg.guidance_min <= cfg.guidance_max:
+        raise DiffCXRError(f"{where}: distill needs 0 <= guidance_min <= guidance_max, got {cfg.guidance_min} and "
+                           f"{cfg.guidance_max}")
     if isinstance(cfg, DiffusionConfig) and not 0 <= cfg.cond_drop_prob < 1:
         raise DiffCXRError(f"{where}: {section}.cond_drop_prob must be in [0, 1), got {cfg.cond_drop_prob}")
 

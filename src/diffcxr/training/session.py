@@ -131,16 +131,16 @@ class Session:
         if self.is_main:
             save_run_info(self.run, self.out_dir, self.stage, {**extra, "mixed_precision": self.mixed_precision})
 
-    def stage_records(self, data_spec: str, manifest: str | None = None) -> tuple[list, list]:
+    def stage_records(self, data_spec: str, manifest: str | None = None, **extra) -> tuple[list, list]:
         """``(train_records, holdout_records)`` of ``data_spec`` under the run's data settings, recorded in
-        ``run_info.json`` (what this stage trained on)."""
+        ``run_info.json`` (what this stage trained on, with ``extra``)."""
         from diffcxr.training.data import select_records
 
         train, holdout = select_records(data_spec, self.run.data, manifest)
         data = self.run.data
         self.save_run_info({"data": data_spec, "manifest": manifest, "train_records": len(train),
                             "train_splits": list(data.train_splits), "frontal_only": data.frontal_only,
-                            "limit": data.limit})
+                            "limit": data.limit, **extra})
         return train, holdout
 
     @property
