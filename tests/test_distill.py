@@ -182,3 +182,94 @@ def test_an_already_distilled_teacher_is_refused(distilled, tmp_path, phantom_di
             f"phantom:{phantom_dir}", "--output-dir", str(tmp_path / "again"), "--no-progress"]
     assert main(argv) != 0
     assert "already guidance-distilled" in capsys.readouterr().err
+
+
+# -- consistency distillation (distill.method=consistency) ---------------------------------------------------------
+def test_consistency_function_is_what_lcm_scheduler_denoises_to():
+    from diffusers import LCMScheduler
+
+    from diffcxr.training.distill import consistency_function
+
+    scheduler = LCMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                             beta_schedule="scaled_linear", original_inference_steps=50)
+    scheduler.set_timesteps(4)
+    g = torch.Generator().manual_seed(0)
+    for t in scheduler.timesteps[:2]:
+        x, eps = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
+        scheduler._step_index = None  # each check is a fresh first step at t
+        scheduler._init_step_index(t)
+        denoised = scheduler.step(eps, t, x, generator=torch.Generator().manual_seed(1)).denoised
+        mine = consistency_function(eps, x, torch.full((2,), int(t)), scheduler.alphas_cumprod)
+        torch.testing.assert_close(mine, denoised, atol=1e-5, rtol=1e-5)
+    # the boundary condition: f(x, 0) = x
+    x = torch.randn(1, 4, 8, 8, generator=g)
+    torch.testing.assert_close(consistency_function(torch.randn_like(x), x, torch.zeros(1, dtype=torch.long),
+                                                    scheduler.alphas_cumprod), x)
+
+
+def test_ddim_step_with_the_true_noise_lands_on_the_earlier_noisy_latent():
+    from diffusers import DDPMScheduler
+
+    from diffcxr.training.distill import ddim_step, ddim_timestep_grid
+
+    schedule = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    grid = ddim_timestep_grid(1000, 50)
+    assert grid[0] == 19 and grid[-1] == 999 and len(grid) == 50
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 4, 8, 8, generator=g)
+    t, prev = torch.tensor([999, 519, 19]), torch.tensor([979, 499, 0])
+    stepped = ddim_step(schedule.add_noise(x0, noise, t), noise, t, prev, schedule.alphas_cumprod)
+    torch.testing.assert_close(stepped, schedule.add_noise(x0, noise, prev), atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def consistency_student(tmp_path_factory, teacher_dir, phantom_dir):  # noqa: F811
+    out = tmp_path_factory.mktemp("lcm")
+    argv = ["train", "distill", "-c", "tiny", "--teacher", str(teacher_dir), "--data", f"phantom:{phantom_dir}",
+            "--output-dir", str(out), "--no-progress", "--no-mixed-precision", "distill.method=consistency",
+            "distill.max_steps=2", "distill.checkpoint_every=1"]
+    assert main(argv) == 0
+    assert main(argv[:-2] + ["distill.max_steps=3", "--resume"]) == 0  # the EMA target copy resumes too
+    return out
+
+
+def test_consistency_student_samples_in_its_own_few_steps(consistency_student):
+    from diffusers import LCMScheduler
+
+    from diffcxr.pipelines import DiffCXRPipeline
+
+    rows = [line.split(",")[0] for line in (consistency_student / "distill" / "log.csv").read_text().splitlines()[1:]]
+    assert rows[-1] == "3"  # resumed to the new max_steps
+    pipe = DiffCXRPipeline.from_pretrained(consistency_student / "pipeline")
+    assert isinstance(pipe.scheduler, LCMScheduler) and pipe.default_inference_steps == 4
+    assert pipe.guidance_distilled
+    calls = []
+    pipe.denoiser.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    images = [pipe("Small left pleural effusion.", guidance_scale=3.0, output_type="pt", progress=False,
+                   generator=torch.Generator().manual_seed(7)).images for _ in range(2)]
+    assert calls == [1] * 8  # 4 steps (the recorded default), one forward each, twice
+    torch.testing.assert_close(images[0], images[1])  # LCM's re-noising draws from the caller's generator
+    card = json.loads((consistency_student / "pipeline" / "training_data.json").read_text())["components"]["denoiser"]
+    assert card["method"] == "consistency" and card["default_inference_steps"] == 4
+    assert card["scheduler"] == "LCMScheduler"
+
+
+def test_generate_uses_the_pipelines_own_solver_and_steps(consistency_student, tmp_path):
+    import yaml
+
+    out = tmp_path / "gen"
+    assert main(["generate", "--model", str(consistency_student / "pipeline"), "Normal chest.", "--n", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    sidecar = json.loads((out / "0_00.json").read_text())
+    assert sidecar["settings"]["solver"] == "lcm" and sidecar["settings"]["steps"] == 4
+    assert sidecar["settings"]["scheduler"] == "LCMScheduler"
+    run = yaml.safe_load((out / "generate_run.yaml").read_text())
+    assert run["solver"] == "lcm" and run["steps"] == 4
+
+
+def test_unknown_distill_method_is_one_error_line(tmp_path, teacher_dir, phantom_dir, capsys):  # noqa: F811
+    argv = ["train", "distill", "-c", "tiny", "--teacher", str(teacher_dir), "--data", f"phantom:{phantom_dir}",
+            "--output-dir", str(tmp_path / "x"), "distill.method=progressive"]
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "distill.method must be one of guidance, consistency" in err[0], err

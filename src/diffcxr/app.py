@@ -141,7 +141,7 @@ class AppGenerator:
 
     def generate(self, report: str, overrides: dict[str, str] | None = None, n: int = 2, steps: int = DEFAULT_STEPS,
                  guidance: float = 2.0, adapter_scale: float = 1.0, seed: int = 0, precision: str = "fp32",
-                 on_step=None, solver: str = "dpm++2m") -> AppResult:
+                 on_step=None, solver: str = "auto") -> AppResult:
         """Generate ``n`` images for ``report``; image ``k`` uses seed ``seed + k``. ``on_step(done, total)`` is
         called after every solver step. Raises :class:`DiffCXRError` with a message for the page on bad input."""
         import time
@@ -157,10 +157,11 @@ class AppGenerator:
         if not 1 <= steps <= 1000 or seed < 0:
             raise DiffCXRError("steps must be 1..1000 and the seed >= 0")
         forced = _override_labels(overrides)
-        from diffcxr.models.diffusion import solver_scheduler
+        from diffcxr.models.diffusion import resolve_solver, solver_scheduler
 
         with self._lock:
             pipe = self.pipeline(precision)
+            solver = resolve_solver(solver, pipe.scheduler.config)
             pipe.scheduler = solver_scheduler(solver, pipe.scheduler.config)
             self._runs += 1
             out_dir = self.output_root / f"run-{self._runs:05d}"

@@ -15,7 +15,7 @@ import argparse
 
 from diffcxr.cli.arguments import count, finite_float, non_negative
 
-SOLVER_NAMES = ("dpm++2m", "dpm++3m", "unipc", "deis", "euler", "ddim")  # diffcxr.models.diffusion.SOLVERS (tested)
+SOLVER_NAMES = ("auto", "dpm++2m", "dpm++3m", "unipc", "deis", "euler", "ddim", "lcm")  # diffcxr.models.diffusion.SOLVERS (tested)
 
 HELP = "generate chest X-rays from radiology report text with a trained Diff-CXR model"
 
@@ -29,9 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--n", type=count, default=4, help="images per report (default 4)")
     parser.add_argument("--seed", type=non_negative, default=0, help="base seed; image k uses seed+k (default 0)")
-    parser.add_argument("--steps", type=count, default=50, help="solver steps (default 50)")
-    parser.add_argument("--solver", choices=SOLVER_NAMES, default="dpm++2m",
-                        help="diffusers solver over the model's schedule (default dpm++2m, DPM-Solver++ 2M)")
+    parser.add_argument("--steps", type=count, default=None,
+                        help="solver steps (default: the model's own, 50, or 4 for a consistency-distilled model)")
+    parser.add_argument("--solver", choices=SOLVER_NAMES, default="auto",
+                        help="diffusers solver over the model's schedule (default auto: the model's own, DPM-Solver++ "
+                             "2M or LCM for a consistency-distilled model)")
     parser.add_argument("--guidance", type=finite_float, default=2.0,
                         help="CFG scale w in eps_u + w(eps_c - eps_u); 2 = the authors' s=1 (default 2)")
     parser.add_argument("--labels", help="override derived findings, e.g. 'Pleural Effusion=1,Cardiomegaly=0' (1/0/-1/blank)")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["PAPER_SCHEDULE", "SOLVERS", "schedule_config", "training_scheduler", "sampling_scheduler",
-           "solver_scheduler", "noise_latents", "epsilon_loss"]
+           "solver_scheduler", "resolve_solver", "noise_latents", "epsilon_loss"]
 
 PAPER_SCHEDULE: dict[str, Any] = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
                                   "beta_schedule": "scaled_linear"}
@@ -52,20 +52,34 @@ SOLVERS: dict[str, tuple[str, dict[str, Any]]] = {
     "deis": ("DEISMultistepScheduler", {"solver_order": 2}),
     "euler": ("EulerDiscreteScheduler", {}),
     "ddim": ("DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": False}),
+    "lcm": ("LCMScheduler", {}),  # for consistency-distilled pipelines (diffcxr train distill distill.method=consistency)
 }
+# settings of an LCM scheduler a pipeline keeps when its solver is swapped
+_LCM_KEYS = ("original_inference_steps", "timestep_scaling")
+
+
+def resolve_solver(name: str, scheduler_config) -> str:
+    """``"auto"`` → the solver a pipeline was saved with (``"lcm"`` for an ``LCMScheduler``, else ``"dpm++2m"``);
+    any other name is returned as it is."""
+    if name != "auto":
+        return name
+    return "lcm" if scheduler_config.get("_class_name") == "LCMScheduler" else "dpm++2m"
 
 
 def solver_scheduler(name: str, scheduler_config) -> Any:
-    """The solver ``name`` (a key of :data:`SOLVERS`) over the schedule in ``scheduler_config`` (a pipeline's
-    ``scheduler.config``): ``pipe.scheduler = solver_scheduler("unipc", pipe.scheduler.config)``."""
+    """The solver ``name`` (a key of :data:`SOLVERS`, or ``"auto"``: the pipeline's own) over the schedule in
+    ``scheduler_config`` (a pipeline's ``scheduler.config``):
+    ``pipe.scheduler = solver_scheduler("unipc", pipe.scheduler.config)``."""
     import diffusers
 
     from diffcxr.errors import DiffCXRError
 
+    name = resolve_solver(name, scheduler_config)
     if name not in SOLVERS:
-        raise DiffCXRError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
+        raise DiffCXRError(f"unknown solver {name!r}; choose one of auto, {', '.join(SOLVERS)}")
     class_name, settings = SOLVERS[name]
-    schedule = {k: scheduler_config[k] for k in (*PAPER_SCHEDULE, "prediction_type") if k in scheduler_config}
+    keys = (*PAPER_SCHEDULE, "prediction_type", *(_LCM_KEYS if name == "lcm" else ()))
+    schedule = {k: scheduler_config[k] for k in keys if k in scheduler_config}
     return getattr(diffusers, class_name).from_config(schedule, **settings)
 
 

@@ -22,7 +22,7 @@ import json
 import re
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from diffcxr.data.report_files import ReportItem
@@ -42,8 +42,8 @@ class GenerationSettings:
 
     n: int = 4
     seed: int = 0
-    steps: int = 50
-    solver: str = "dpm++2m"  # a key of diffcxr.models.diffusion.SOLVERS
+    steps: int | None = None  # None: the pipeline's default_inference_steps (50; few for a consistency student)
+    solver: str = "auto"  # a key of diffcxr.models.diffusion.SOLVERS, or auto: the pipeline's own
     guidance: float = 2.0
     adapter_scale: float = 1.0
     uncertain_as_positive: bool = False
@@ -162,8 +162,11 @@ def generate_to_folder(pipe, items: Iterable[ReportItem], out_dir: str | Path, s
     from tqdm.auto import tqdm
 
     from diffcxr.atomic import atomic_write_text
-    from diffcxr.models.diffusion import solver_scheduler
+    from diffcxr.models.diffusion import resolve_solver, solver_scheduler
 
+    # what actually runs, recorded as such (a default and its explicit value are the same run for --resume)
+    settings = replace(settings, solver=resolve_solver(settings.solver, pipe.scheduler.config),
+                       steps=settings.steps or pipe.default_inference_steps)
     state = state or PartialState(cpu=not torch.cuda.is_available())
     rank, world = state.process_index, state.num_processes
     out_dir, model_dir = Path(out_dir), Path(model_dir)

@@ -12,6 +12,7 @@ custom pipeline whose components live in ``diffcxr.models.*``.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,14 +74,22 @@ class DiffCXRPipeline(DiffusionPipeline):
 
     # NOTE: ``scheduler`` must stay without a default: diffusers' loader treats defaulted arguments (other than
     # ``_optional_components``) as plain config values, not components. Use ``default_scheduler()``.
+    # ``default_inference_steps`` is a plain config value saved in model_index.json (50; a consistency-distilled
+    # pipeline records its own few steps): what a call without ``num_inference_steps`` uses.
     def __init__(self, vae, denoiser: UViT, report_encoder: ReportEncoder, scheduler,
-                 knowledge_adapter: DiseaseKnowledgeAdapter | None = None):
+                 knowledge_adapter: DiseaseKnowledgeAdapter | None = None, default_inference_steps: int = 50):
         super().__init__()
         self.register_modules(vae=vae, denoiser=denoiser, report_encoder=report_encoder,
                               scheduler=scheduler if scheduler is not None else default_scheduler(),
                               knowledge_adapter=knowledge_adapter)
+        self.register_to_config(default_inference_steps=int(default_inference_steps))
 
     # -- helpers -------------------------------------------------------------------------------------------
+    @property
+    def default_inference_steps(self) -> int:
+        """Solver steps of a call that does not say (50; the few steps of a consistency-distilled pipeline)."""
+        return int(self.config.get("default_inference_steps", 50))
+
     @property
     def guidance_distilled(self) -> bool:
         """True for a guidance-distilled denoiser (``diffcxr train distill``): one forward per step at any w."""
@@ -142,7 +151,7 @@ class DiffCXRPipeline(DiffusionPipeline):
         self,
         prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
-        num_inference_steps: int = 50,
+        num_inference_steps: int | None = None,
         guidance_scale: float = 2.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
@@ -167,7 +176,8 @@ class DiffCXRPipeline(DiffusionPipeline):
                 labeler and the report encoder); without, the whole text. Longer than the encoder's context → last
                 words kept.
             num_images_per_prompt: images per report.
-            num_inference_steps: solver steps (50 in the paper; DPM-Solver++ is good from ~20).
+            num_inference_steps: solver steps (default :attr:`default_inference_steps`: 50 as in the paper, or the
+                few steps a consistency-distilled pipeline was trained for).
             guidance_scale: classifier-free guidance ``w`` in diffusers' convention ``ε_u + w·(ε_c − ε_u)``.
                 The authors write ``ε_c + s·(ε_c − ε_u)`` with ``s = 1``, which is ``w = s + 1 = 2`` (the default).
                 ``w <= 1`` disables guidance (``w = 1`` is the plain conditional model, one forward per step).
@@ -190,6 +200,8 @@ class DiffCXRPipeline(DiffusionPipeline):
                 a progress bar in an app.
         """
         device = self._execution_device
+        if num_inference_steps is None:
+            num_inference_steps = self.default_inference_steps
         if num_images_per_prompt < 1 or num_inference_steps < 1:
             raise DiffCXRError("num_images_per_prompt and num_inference_steps must be >= 1")
         if output_type not in ("pil", "np", "pt", "latent"):
@@ -269,6 +281,9 @@ class DiffCXRPipeline(DiffusionPipeline):
         # 4. denoise (latents and solver in float32; the networks in their own dtype)
         self.set_progress_bar_config(disable=not progress)
         adapter = self.knowledge_adapter if use_adapter else None
+        # stochastic solvers (LCM's multistep sampling re-noises between steps) draw from the caller's generator
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters \
+            else {}
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_in = torch.cat([latents] * 2) if do_cfg else latents
             model_in = self.scheduler.scale_model_input(model_in, t)
@@ -277,7 +292,7 @@ class DiffCXRPipeline(DiffusionPipeline):
             if do_cfg:
                 eps_u, eps_c = eps.chunk(2)
                 eps = eps_u + guidance_scale * (eps_c - eps_u)
-            latents = self.scheduler.step(eps, t, latents, return_dict=False)[0]
+            latents = self.scheduler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]
             if callback_on_step_end is not None:
                 latents = (callback_on_step_end(self, i, t, {"latents": latents}) or {}).get("latents", latents)
 

@@ -120,16 +120,26 @@ class AdapterConfig(DiffusionConfig):
 
 @dataclasses.dataclass
 class DistillConfig(StageConfig):
-    """Guidance distillation (``diffcxr train distill --teacher PIPELINE``, not part of ``all``): a copy of the
-    teacher's U-ViT with a guidance-weight embedding learns to predict the teacher's guided ε
-    ``ε_u + w·(ε_c − ε_u)`` (base + knowledge adapter, both frozen) in one forward, for ``w`` drawn uniformly
-    from [``guidance_min``, ``guidance_max``]."""
+    """Distillation of an exported pipeline (``diffcxr train distill --teacher PIPELINE``, not part of ``all``)
+    into a copy of its U-ViT with a guidance-weight embedding, for ``w`` drawn uniformly from
+    [``guidance_min``, ``guidance_max``].
+
+    ``method: guidance`` — predict the teacher's guided ε ``ε_u + w·(ε_c − ε_u)`` in one forward (same steps,
+    half the forwards). ``method: consistency`` — latent consistency distillation: one guided DDIM step of the
+    teacher on a grid of ``num_ddim_timesteps`` steps, the student's consistency function matched (Huber,
+    ``huber_c``) to that of an EMA target copy (``target_ema_decay``); samples with diffusers' ``LCMScheduler`` in
+    ``sample_steps`` steps, which the exported pipeline records as its default."""
 
     lr: float = 1e-4
     warmup_steps: int = 100
     ema_decay: float = 0.999
+    method: str = "guidance"  # guidance | consistency
     guidance_min: float = 1.0
     guidance_max: float = 6.0
+    num_ddim_timesteps: int = 50
+    target_ema_decay: float = 0.95
+    huber_c: float = 0.001
+    sample_steps: int = 4
 
 
 @dataclasses.dataclass
@@ -220,7 +230,7 @@ class RunConfig:
 # ---------------------------------------------------------------------------------------------------------------
 _CHOICES = {"lr_schedule": ("constant", "cosine"), "recon_loss": ("l1", "mse"), "mixed_precision": ("auto", "bf16", "no"),
             "dtype": ("float16", "bfloat16", "float32"), "beta_schedule": ("scaled_linear", "linear", "squaredcos_cap_v2"),
-            "uncertain": LABEL_POLICIES, "missing": LABEL_POLICIES}
+            "uncertain": LABEL_POLICIES, "missing": LABEL_POLICIES, "method": ("guidance", "consistency")}
 
 
 def _check(cfg, section: str, where: str) -> None:
@@ -240,9 +250,15 @@ def _check(cfg, section: str, where: str) -> None:
             raise DiffCXRError(f"{where}: {section}.ema_decay must be in [0, 1), got {cfg.ema_decay}")
         if cfg.lr <= 0:
             raise DiffCXRError(f"{where}: {section}.lr must be > 0, got {cfg.lr}")
-    if isinstance(cfg, DistillConfig) and not 0 <= cfg.guidance_min <= cfg.guidance_max:
-        raise DiffCXRError(f"{where}: distill needs 0 <= guidance_min <= guidance_max, got {cfg.guidance_min} and "
-                           f"{cfg.guidance_max}")
+    if isinstance(cfg, DistillConfig):
+        if not 0 <= cfg.guidance_min <= cfg.guidance_max:
+            raise DiffCXRError(f"{where}: distill needs 0 <= guidance_min <= guidance_max, got {cfg.guidance_min} "
+                               f"and {cfg.guidance_max}")
+        if cfg.num_ddim_timesteps < 2 or not 1 <= cfg.sample_steps <= cfg.num_ddim_timesteps:
+            raise DiffCXRError(f"{where}: distill needs num_ddim_timesteps >= 2 and 1 <= sample_steps <= "
+                               f"num_ddim_timesteps, got {cfg.num_ddim_timesteps} and {cfg.sample_steps}")
+        if not 0 <= cfg.target_ema_decay < 1 or cfg.huber_c <= 0:
+            raise DiffCXRError(f"{where}: distill needs 0 <= target_ema_decay < 1 and huber_c > 0")
     if isinstance(cfg, DiffusionConfig) and not 0 <= cfg.cond_drop_prob < 1:
         raise DiffCXRError(f"{where}: {section}.cond_drop_prob must be in [0, 1), got {cfg.cond_drop_prob}")
 

@@ -11,12 +11,25 @@ the knowledge path is unchanged) to predict the teacher's guided noise::
     target = ε_u + w · (ε_c − ε_u)         (teacher: base + adapter, unconditional = the empty prompt for both)
     loss   = ‖ student(x_t, t, report, w) + adapter residuals − target ‖²
 
+With ``distill.method: consistency`` (latent consistency distillation, Luo et al. 2023) the same student learns
+the consistency function ``f(x_t, t) = c_skip(t)·x_t + c_out(t)·x̂_0(x_t, t)`` (diffusers' ``LCMScheduler``
+boundary scalings). Each step draws ``t`` from a grid of ``num_ddim_timesteps`` (50: ``t = 19, 39, …, 999``),
+takes one guided DDIM step of the teacher from ``t`` to ``t − 20``, and matches (Huber loss) the student's
+``f`` at ``(x_t, t)`` to that of an EMA target copy of the student (``target_ema_decay``) at the teacher's
+``(x_{t−20}, t − 20)``::
+
+    x_{t-k}  = DDIM(x_t, ε_u + w·(ε_c − ε_u), t → t − k)                  (teacher, frozen)
+    loss     = huber( f_student(x_t, t, w),  f_target(x_{t-k}, t − k, w) )
+
 The exported pipeline (``<out>/pipeline``) is the teacher's with the student as its denoiser; it samples with any
-solver and any ``w`` in the distilled range at one forward per step (``DiffCXRPipeline.guidance_distilled``).
+``w`` in the distilled range at one forward per step (``DiffCXRPipeline.guidance_distilled``): with any solver
+(guidance), or with ``LCMScheduler`` in ``sample_steps`` steps, recorded as the pipeline's
+``default_inference_steps`` (consistency).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -28,7 +41,12 @@ from diffcxr.errors import DiffCXRError
 from diffcxr.training.config import RunConfig
 from diffcxr.training.session import Session, stage_complete
 
-__all__ = ["train_distill", "GuidedStudent", "load_teacher", "student_from_teacher", "guided_target"]
+__all__ = ["train_distill", "GuidedStudent", "load_teacher", "student_from_teacher", "guided_target",
+           "ddim_timestep_grid", "boundary_scalings", "consistency_function", "ddim_step", "huber_loss"]
+
+# diffusers' LCMScheduler defaults: the boundary condition's time scaling and σ_data
+TIMESTEP_SCALING = 10.0
+SIGMA_DATA = 0.5
 
 
 class GuidedStudent(nn.Module):
@@ -99,6 +117,51 @@ def guided_target(denoiser, adapter, noisy, timesteps, report, knowledge, empty,
     return eps_u + guidance.view(-1, 1, 1, 1) * (eps_c - eps_u)
 
 
+def ddim_timestep_grid(num_train_timesteps: int, num_ddim_timesteps: int) -> torch.Tensor:
+    """The teacher solver's grid, as LCM's ``DDIMSolver``: ``k·(1..N) − 1`` with ``k = T // N`` (long, (N,))."""
+    k = num_train_timesteps // num_ddim_timesteps
+    return torch.arange(1, num_ddim_timesteps + 1) * k - 1
+
+
+def boundary_scalings(timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(c_skip, c_out)`` of diffusers' ``LCMScheduler`` at integer ``timesteps`` (B,), each ``(B, 1, 1, 1)``:
+    ``c_skip = σ²/((s·t)² + σ²)``, ``c_out = s·t/√((s·t)² + σ²)`` with ``s = 10``, ``σ = 0.5``; ``f(x, 0) = x``."""
+    scaled = timesteps.float().view(-1, 1, 1, 1) * TIMESTEP_SCALING
+    return SIGMA_DATA**2 / (scaled**2 + SIGMA_DATA**2), scaled / (scaled**2 + SIGMA_DATA**2) ** 0.5
+
+
+def _alpha(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    return alphas_cumprod.to(timesteps.device)[timesteps].float().view(-1, 1, 1, 1)
+
+
+def consistency_function(eps: torch.Tensor, sample: torch.Tensor, timesteps: torch.Tensor,
+                         alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """``c_skip·x_t + c_out·x̂_0`` with ``x̂_0 = (x_t − √(1−ᾱ_t)·ε)/√ᾱ_t`` — what ``LCMScheduler.step`` denoises to."""
+    a = _alpha(alphas_cumprod, timesteps)
+    x0 = (sample - (1 - a).sqrt() * eps.float()) / a.sqrt()
+    c_skip, c_out = boundary_scalings(timesteps)
+    return c_skip * sample + c_out * x0
+
+
+def ddim_step(sample: torch.Tensor, eps: torch.Tensor, timesteps: torch.Tensor, prev_timesteps: torch.Tensor,
+              alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """Deterministic DDIM from ``timesteps`` to ``prev_timesteps`` (per sample) with the noise prediction ``eps``."""
+    a, a_prev = _alpha(alphas_cumprod, timesteps), _alpha(alphas_cumprod, prev_timesteps)
+    x0 = (sample - (1 - a).sqrt() * eps) / a.sqrt()
+    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+
+
+def huber_loss(prediction: torch.Tensor, target: torch.Tensor, c: float) -> torch.Tensor:
+    """LCM's pseudo-Huber loss ``mean(√((p − t)² + c²) − c)`` (float32)."""
+    return (((prediction.float() - target.float()) ** 2 + c * c).sqrt() - c).mean()
+
+
+@torch.no_grad()
+def _update_target(target: nn.Module, online: nn.Module, decay: float) -> None:
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.lerp_(o.detach().to(t.dtype), 1 - decay)
+
+
 def train_distill(run: RunConfig, data_spec: str, out_root, *, teacher: str | None = None,
                   manifest: str | None = None, resume: bool = False, mixed_precision: str | None = None,
                   progress: bool = True, step_callback=None) -> Path:
@@ -138,7 +201,16 @@ def train_distill(run: RunConfig, data_spec: str, out_root, *, teacher: str | No
     scheduler = session.lr_scheduler(optimizer)
     objective, optimizer = acc.prepare(objective, optimizer)
     ema = session.ema(student)
-    state = session.restore({"student": student}, optimizer, scheduler, ema)
+    consistency = cfg.method == "consistency"
+    models = {"student": student}
+    if consistency:  # the EMA target copy of the student whose consistency function the student matches
+        target_net = copy.deepcopy(student).requires_grad_(False).eval()
+        target_objective = GuidedStudent(target_net, adapter)
+        models["target"] = target_net
+        alphas_cumprod = noise_schedule.alphas_cumprod.to(session.device)
+        grid = ddim_timestep_grid(noise_schedule.config.num_train_timesteps, cfg.num_ddim_timesteps)
+        skip = noise_schedule.config.num_train_timesteps // cfg.num_ddim_timesteps
+    state = session.restore(models, optimizer, scheduler, ema)
     batches = session.batches(len(cache), state)
     w_low, w_span = cfg.guidance_min, cfg.guidance_max - cfg.guidance_min
 
@@ -149,15 +221,33 @@ def train_distill(run: RunConfig, data_spec: str, out_root, *, teacher: str | No
         for micro in range(cfg.grad_accum):
             latents, report, knowledge = (t.to(session.device) for t in cache.get(next(batches)))
             g = session.generator(state, micro)
-            noisy, _, timesteps = noise_latents(noise_schedule, latents, g)
+            if consistency:  # a timestep of the teacher's solver grid and the one k steps before it
+                noise = torch.randn(latents.shape, generator=g).to(session.device)
+                timesteps = grid[torch.randint(0, len(grid), (latents.shape[0],), generator=g)].to(session.device)
+                noisy = noise_schedule.add_noise(latents.float(), noise, timesteps)
+            else:
+                noisy, _, timesteps = noise_latents(noise_schedule, latents, g)
             guidance = (w_low + w_span * torch.rand(latents.shape[0], generator=g)).to(session.device)
             with acc.autocast():
                 target = guided_target(teacher_pipe.denoiser, adapter, noisy, timesteps, report, knowledge, empty,
                                        guidance)
-            loss = epsilon_loss(objective(noisy, timesteps, report, knowledge, guidance), target)
+                if consistency:
+                    with torch.no_grad():
+                        prev = (timesteps - skip).clamp(min=0)
+                        x_prev = ddim_step(noisy, target, timesteps, prev, alphas_cumprod)
+                        target = consistency_function(target_objective(x_prev, prev, report, knowledge, guidance),
+                                                      x_prev, prev, alphas_cumprod)
+            prediction = objective(noisy, timesteps, report, knowledge, guidance)
+            if consistency:
+                loss = huber_loss(consistency_function(prediction, noisy, timesteps, alphas_cumprod), target,
+                                  cfg.huber_c)
+            else:
+                loss = epsilon_loss(prediction, target)
             session.check_finite(loss, state)
             session.backward(loss, objective, micro)
         grad_norm = session.optimizer_step(objective, optimizer, scheduler, ema, state, params=student.parameters())
+        if consistency:
+            _update_target(target_net, student, cfg.target_ema_decay)
         session.log(state, grad_norm)
         session.after_step(state)
     session.finish(state)
@@ -166,11 +256,31 @@ def train_distill(run: RunConfig, data_spec: str, out_root, *, teacher: str | No
     if session.is_main:
         with session.ema_weights(student):
             student.save_pretrained(out / "denoiser", safe_serialization=True)
-            write_sample_grid(run, out_root, student.eval(), holdout_records, out / "samples" / "final.png",
-                              adapter=adapter, components=components, scheduler=teacher_pipe.scheduler)
-        export_distilled_pipeline(teacher, out / "denoiser", out_root / "pipeline", data_spec, cfg)
+            pipe = distilled_pipeline(teacher_pipe, student.eval(), cfg)
+            write_sample_grid(run, out_root, student, holdout_records, out / "samples" / "final.png",
+                              adapter=adapter, components=components, scheduler=pipe.scheduler)
+            export_distilled_pipeline(pipe, teacher, out_root / "pipeline", data_spec, cfg)
     session.mark_complete()
     return out
+
+
+def distilled_pipeline(teacher_pipe, student, cfg):
+    """The teacher's pipeline with ``student`` as its denoiser; for ``consistency``, ``LCMScheduler`` over the
+    teacher's schedule and ``cfg.sample_steps`` as the default steps."""
+    from diffusers import LCMScheduler
+
+    from diffcxr.models.diffusion import PAPER_SCHEDULE
+    from diffcxr.pipelines import DiffCXRPipeline
+
+    scheduler, steps = teacher_pipe.scheduler, teacher_pipe.default_inference_steps
+    if cfg.method == "consistency":
+        schedule = {k: teacher_pipe.scheduler.config[k] for k in PAPER_SCHEDULE}
+        scheduler = LCMScheduler(**schedule, prediction_type="epsilon", original_inference_steps=cfg.num_ddim_timesteps,
+                                 timestep_scaling=TIMESTEP_SCALING)
+        steps = cfg.sample_steps
+    return DiffCXRPipeline(vae=teacher_pipe.vae, denoiser=student, report_encoder=teacher_pipe.report_encoder,
+                           scheduler=scheduler, knowledge_adapter=teacher_pipe.knowledge_adapter,
+                           default_inference_steps=steps)
 
 
 def _training_scheduler(scheduler_config):
@@ -182,26 +292,29 @@ def _training_scheduler(scheduler_config):
     return DDPMScheduler(**{k: scheduler_config[k] for k in PAPER_SCHEDULE}, prediction_type="epsilon")
 
 
-def export_distilled_pipeline(teacher, student_dir, target, data_spec: str, cfg) -> Path:
-    """The teacher pipeline folder with its denoiser replaced by the student, and the model card extended."""
+def export_distilled_pipeline(pipe, teacher, target, data_spec: str, cfg) -> Path:
+    """Save ``pipe`` to ``target`` (atomically: a sibling folder renamed) with the teacher's model card extended."""
     teacher, target = Path(teacher), Path(target)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(teacher, tmp)
-    shutil.rmtree(tmp / "denoiser")
-    shutil.copytree(student_dir, tmp / "denoiser")
-    card_path = tmp / "training_data.json"
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    card_path = teacher / "training_data.json"
     card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {"components": {}}
     card["components"]["denoiser"] = {
-        "trained": True, "stage": "distill", "data": data_spec, "distilled_from": str(teacher.resolve()),
-        "teacher_denoiser": card["components"].get("denoiser"),
-        "guidance_range": [cfg.guidance_min, cfg.guidance_max]}
-    card_path.write_text(json.dumps(card, indent=2), encoding="utf-8")
-    with open(tmp / "README.md", "a", encoding="utf-8") as f:
-        f.write(f"\nThe denoiser is guidance-distilled (`diffcxr train distill`) from `{teacher.resolve()}` on "
-                f"`{data_spec}`: it predicts the teacher's guided noise for w in [{cfg.guidance_min}, "
-                f"{cfg.guidance_max}] in one forward per step.\n")
+        "trained": True, "stage": "distill", "method": cfg.method, "data": data_spec,
+        "distilled_from": str(teacher.resolve()), "teacher_denoiser": card["components"].get("denoiser"),
+        "guidance_range": [cfg.guidance_min, cfg.guidance_max], "default_inference_steps": pipe.default_inference_steps,
+        "scheduler": type(pipe.scheduler).__name__}
+    (tmp / "training_data.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
+    readme = (teacher / "README.md").read_text(encoding="utf-8") if (teacher / "README.md").is_file() else ""
+    what = ("guidance-distilled: it predicts the teacher's guided noise in one forward per step" if cfg.method ==
+            "guidance" else f"consistency-distilled: it samples with LCMScheduler in {cfg.sample_steps} steps "
+            "(the pipeline's default), one forward per step")
+    (tmp / "README.md").write_text(
+        f"{readme}\nThe denoiser is {what}, for w in [{cfg.guidance_min}, {cfg.guidance_max}] "
+        f"(`diffcxr train distill`, method `{cfg.method}`, from `{teacher.resolve()}` on `{data_spec}`).\n",
+        encoding="utf-8")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    print(f"[distill] saved the guidance-distilled pipeline {target}", flush=True)
+    print(f"[distill] saved the {cfg.method}-distilled pipeline {target}", flush=True)
     return target
