@@ -63,7 +63,8 @@ def resolve_solver(name: str, scheduler_config) -> str:
     any other name is returned as it is."""
     if name != "auto":
         return name
-    return "lcm" if scheduler_config.get("_class_name") == "LCMScheduler" else "dpm++2m"
+    is_lcm = scheduler_config.get("_class_name") == "LCMScheduler" or "timestep_scaling" in scheduler_config
+    return "lcm" if is_lcm else "dpm++2m"
 
 
 def solver_scheduler(name: str, scheduler_config) -> Any:
