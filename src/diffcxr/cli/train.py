@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "save it, edit it and pass the file to -c")
     parser.add_argument("--manifest", help="noise-filter manifest (diffcxr filter): train only on the kept ids")
     parser.add_argument("--teacher", metavar="PIPELINE_DIR",
-                        help="distill only: the pipeline to distil (e.g. runs/cpu-mini/pipeline); the guidance-"
-                             "distilled pipeline is saved to OUTPUT_DIR/pipeline")
+                        help="distill only: the pipeline to distil (e.g. runs/cpu-mini/pipeline); the distilled "
+                             "pipeline is saved to OUTPUT_DIR/pipeline")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. base.lr=1e-4 base.max_steps=2000 seed=1")
     parser.add_argument("--output-dir", help="output folder (default: the config's output_dir or runs/<name>)")
