@@ -120,16 +120,12 @@ def test_distill_stage_writes_a_pipeline_that_says_what_it_is(distilled, teacher
 def test_distillation_learns_the_guided_target(tmp_path, teacher_dir, phantom_dir):  # noqa: F811
     """After 40 steps the student is far closer to the teacher's guided noise (w = 5) on the training latents
     than the fresh copy (which predicts the conditional branch)."""
-    from diffcxr.models.diffusion import noise_latents
+    from diffcxr.models.diffusion import noise_latents, training_scheduler
     from diffcxr.models.knowledge_adapter import predict_noise
     from diffcxr.pipelines import DiffCXRPipeline
     from diffcxr.training import load_run_config, train_stage
     from diffcxr.training.cache import LatentCache
-    from diffcxr.training.distill import (
-        _training_scheduler,
-        guided_target,
-        student_from_teacher,
-    )
+    from diffcxr.training.distill import guided_target, student_from_teacher
 
     teacher = DiffCXRPipeline.from_pretrained(teacher_dir)
     # a teacher whose conditional and unconditional branches differ clearly (a random U-ViT's output is tiny)
@@ -147,7 +143,7 @@ def test_distillation_learns_the_guided_target(tmp_path, teacher_dir, phantom_di
 
     cache = LatentCache((out / "distill" / ".cache_folder").read_text().strip())
     latents, report, knowledge = cache.get(list(range(len(cache))))
-    noisy, _, t = noise_latents(_training_scheduler(teacher.scheduler.config), latents,
+    noisy, _, t = noise_latents(training_scheduler(teacher.scheduler.config), latents,
                                 torch.Generator().manual_seed(123))
     w = torch.full((len(cache),), 5.0)
     target = guided_target(teacher.denoiser, teacher.knowledge_adapter, noisy, t, report, knowledge, cache.empty, w)

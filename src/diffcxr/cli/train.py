@@ -73,8 +73,6 @@ def run(args: argparse.Namespace) -> int:
         raise DiffCXRError("train needs --data (a dataset spec, e.g. phantom:DIR; make one with diffcxr phantom)")
     out = Path(args.output_dir or cfg.output_dir or Path("runs") / cfg.name)
     t0 = time.perf_counter()
-    if args.stage == "distill" and not args.teacher:
-        raise DiffCXRError("train distill needs --teacher PIPELINE_DIR (the pipeline folder of a finished run)")
     extra = {"teacher": args.teacher} if args.teacher else {}
     train(args.stage, cfg, args.data, out, manifest=args.manifest, resume=args.resume, **extra,
           mixed_precision="no" if args.no_mixed_precision else None, progress=not args.no_progress)

@@ -11,6 +11,7 @@ its own schedule (:func:`solver_scheduler`; ``diffcxr generate --solver``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -24,9 +25,15 @@ PAPER_SCHEDULE: dict[str, Any] = {"num_train_timesteps": 1000, "beta_start": 0.0
 
 
 def schedule_config(stage_cfg=None) -> dict[str, Any]:
-    """Schedule keyword arguments of a training stage config (any object with the four attributes), or the
-    paper's when ``stage_cfg`` is None. Always ε prediction."""
-    values = PAPER_SCHEDULE if stage_cfg is None else {k: getattr(stage_cfg, k) for k in PAPER_SCHEDULE}
+    """Schedule keyword arguments of a training stage config (any object with the four attributes, or a mapping
+    such as a saved pipeline's ``scheduler.config``), or the paper's when ``stage_cfg`` is None. Always ε
+    prediction."""
+    if stage_cfg is None:
+        values = PAPER_SCHEDULE
+    elif isinstance(stage_cfg, Mapping):
+        values = {k: stage_cfg[k] for k in PAPER_SCHEDULE}
+    else:
+        values = {k: getattr(stage_cfg, k) for k in PAPER_SCHEDULE}
     return {**values, "prediction_type": "epsilon"}
 
 
@@ -84,18 +91,22 @@ def solver_scheduler(name: str, scheduler_config) -> Any:
     return getattr(diffusers, class_name).from_config(schedule, **settings)
 
 
-def noise_latents(scheduler, latents: torch.Tensor, generator: torch.Generator
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def noise_latents(scheduler, latents: torch.Tensor, generator: torch.Generator,
+                  timestep_choices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One training draw: ``(noisy, noise, timesteps)`` for clean ``latents`` ``(B, C, h, w)`` (float32).
 
-    ``noise ~ N(0, I)`` and ``timesteps ~ U{0, …, T−1}`` come from ``generator`` (a CPU generator, in this
-    order, so a run is reproducible on any device); ``noisy = √ᾱ_t·latents + √(1−ᾱ_t)·noise``
-    (``scheduler.add_noise``).
+    ``noise ~ N(0, I)`` and ``timesteps ~ U{0, …, T−1}`` (or uniform over ``timestep_choices``, e.g. a
+    solver's grid) come from ``generator`` (a CPU generator, in this order, so a run is reproducible on any
+    device); ``noisy = √ᾱ_t·latents + √(1−ᾱ_t)·noise`` (``scheduler.add_noise``).
     """
     latents = latents.float()
     noise = torch.randn(latents.shape, generator=generator).to(latents.device)
-    steps = scheduler.config.num_train_timesteps
-    timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator).to(latents.device)
+    if timestep_choices is None:
+        steps = scheduler.config.num_train_timesteps
+        timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator)
+    else:
+        timesteps = timestep_choices[torch.randint(0, len(timestep_choices), (latents.shape[0],), generator=generator)]
+    timesteps = timesteps.to(latents.device)
     return scheduler.add_noise(latents, noise, timesteps), noise, timesteps
 
 

@@ -37,10 +37,8 @@ def train_stage(stage: str, run: RunConfig, data_spec: str, out_root, **kwargs):
         from diffcxr.training.distill import train_distill as fn
     else:
         raise DiffCXRError(f"unknown stage {stage!r} (one of {', '.join(STAGES + EXTRA_STAGES)}, all)")
-    if stage != "distill" and kwargs.get("teacher"):
+    if stage != "distill" and kwargs.pop("teacher", None):
         raise DiffCXRError(f"--teacher is for `train distill` only, not `train {stage}`")
-    if stage != "distill":
-        kwargs.pop("teacher", None)
     if not run.stage(stage).enabled:
         print(f"[{stage}] disabled in the config ({stage}.enabled: false)", flush=True)
         return None

@@ -61,8 +61,7 @@ class GuidedStudent(nn.Module):
     def forward(self, noisy, timesteps, report, knowledge, guidance):
         from diffcxr.models.knowledge_adapter import predict_noise
 
-        return predict_noise(self.student, noisy, timesteps, report, self.adapter,
-                             knowledge if self.adapter is not None else None, guidance=guidance)
+        return predict_noise(self.student, noisy, timesteps, report, self.adapter, knowledge, guidance=guidance)
 
 
 def load_teacher(path):
@@ -111,8 +110,7 @@ def guided_target(denoiser, adapter, noisy, timesteps, report, knowledge, empty,
 
     uncond = empty.to(report.dtype).expand_as(report)
     eps = predict_noise(denoiser, torch.cat([noisy, noisy]), torch.cat([timesteps, timesteps]),
-                        torch.cat([uncond, report]), adapter,
-                        torch.cat([uncond, knowledge]) if adapter is not None else None).float()
+                        torch.cat([uncond, report]), adapter, torch.cat([uncond, knowledge])).float()
     eps_u, eps_c = eps.chunk(2)
     return eps_u + guidance.view(-1, 1, 1, 1) * (eps_c - eps_u)
 
@@ -134,21 +132,25 @@ def _alpha(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> torch.Tenso
     return alphas_cumprod.to(timesteps.device)[timesteps].float().view(-1, 1, 1, 1)
 
 
+def _predicted_x0(eps: torch.Tensor, sample: torch.Tensor, timesteps: torch.Tensor,
+                  alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """``x̂_0 = (x_t − √(1−ᾱ_t)·ε)/√ᾱ_t``."""
+    a = _alpha(alphas_cumprod, timesteps)
+    return (sample - (1 - a).sqrt() * eps.float()) / a.sqrt()
+
+
 def consistency_function(eps: torch.Tensor, sample: torch.Tensor, timesteps: torch.Tensor,
                          alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """``c_skip·x_t + c_out·x̂_0`` with ``x̂_0 = (x_t − √(1−ᾱ_t)·ε)/√ᾱ_t`` — what ``LCMScheduler.step`` denoises to."""
-    a = _alpha(alphas_cumprod, timesteps)
-    x0 = (sample - (1 - a).sqrt() * eps.float()) / a.sqrt()
+    """``c_skip·x_t + c_out·x̂_0`` — what ``LCMScheduler.step`` denoises to."""
     c_skip, c_out = boundary_scalings(timesteps)
-    return c_skip * sample + c_out * x0
+    return c_skip * sample + c_out * _predicted_x0(eps, sample, timesteps, alphas_cumprod)
 
 
 def ddim_step(sample: torch.Tensor, eps: torch.Tensor, timesteps: torch.Tensor, prev_timesteps: torch.Tensor,
               alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """Deterministic DDIM from ``timesteps`` to ``prev_timesteps`` (per sample) with the noise prediction ``eps``."""
-    a, a_prev = _alpha(alphas_cumprod, timesteps), _alpha(alphas_cumprod, prev_timesteps)
-    x0 = (sample - (1 - a).sqrt() * eps) / a.sqrt()
-    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    a_prev = _alpha(alphas_cumprod, prev_timesteps)
+    return a_prev.sqrt() * _predicted_x0(eps, sample, timesteps, alphas_cumprod) + (1 - a_prev).sqrt() * eps
 
 
 def huber_loss(prediction: torch.Tensor, target: torch.Tensor, c: float) -> torch.Tensor:
@@ -165,7 +167,7 @@ def _update_target(target: nn.Module, online: nn.Module, decay: float) -> None:
 def train_distill(run: RunConfig, data_spec: str, out_root, *, teacher: str | None = None,
                   manifest: str | None = None, resume: bool = False, mixed_precision: str | None = None,
                   progress: bool = True, step_callback=None) -> Path:
-    from diffcxr.models.diffusion import epsilon_loss, noise_latents
+    from diffcxr.models.diffusion import epsilon_loss, noise_latents, training_scheduler
     from diffcxr.training.base import write_sample_grid
     from diffcxr.training.cache import prepare_latent_cache
 
@@ -192,7 +194,7 @@ def train_distill(run: RunConfig, data_spec: str, out_root, *, teacher: str | No
     components = (teacher_pipe.vae, teacher_pipe.report_encoder)
     cache = prepare_latent_cache(run, session, train_records, out_root, progress=progress, components=components)
     empty = cache.empty.to(session.device)
-    noise_schedule = _training_scheduler(teacher_pipe.scheduler.config)
+    noise_schedule = training_scheduler(teacher_pipe.scheduler.config)  # the schedule the teacher trained with
     adapter = teacher_pipe.knowledge_adapter
     torch.manual_seed(run.seed)
     student = student_from_teacher(teacher_pipe.denoiser)
@@ -221,12 +223,8 @@ def train_distill(run: RunConfig, data_spec: str, out_root, *, teacher: str | No
         for micro in range(cfg.grad_accum):
             latents, report, knowledge = (t.to(session.device) for t in cache.get(next(batches)))
             g = session.generator(state, micro)
-            if consistency:  # a timestep of the teacher's solver grid and the one k steps before it
-                noise = torch.randn(latents.shape, generator=g).to(session.device)
-                timesteps = grid[torch.randint(0, len(grid), (latents.shape[0],), generator=g)].to(session.device)
-                noisy = noise_schedule.add_noise(latents.float(), noise, timesteps)
-            else:
-                noisy, _, timesteps = noise_latents(noise_schedule, latents, g)
+            # consistency: a timestep of the teacher's solver grid (and, below, the one k steps before it)
+            noisy, _, timesteps = noise_latents(noise_schedule, latents, g, grid if consistency else None)
             guidance = (w_low + w_span * torch.rand(latents.shape[0], generator=g)).to(session.device)
             with acc.autocast():
                 target = guided_target(teacher_pipe.denoiser, adapter, noisy, timesteps, report, knowledge, empty,
@@ -281,15 +279,6 @@ def distilled_pipeline(teacher_pipe, student, cfg):
     return DiffCXRPipeline(vae=teacher_pipe.vae, denoiser=student, report_encoder=teacher_pipe.report_encoder,
                            scheduler=scheduler, knowledge_adapter=teacher_pipe.knowledge_adapter,
                            default_inference_steps=steps)
-
-
-def _training_scheduler(scheduler_config):
-    """``DDPMScheduler`` over the teacher pipeline's schedule (the one it was trained with)."""
-    from diffusers import DDPMScheduler
-
-    from diffcxr.models.diffusion import PAPER_SCHEDULE
-
-    return DDPMScheduler(**{k: scheduler_config[k] for k in PAPER_SCHEDULE}, prediction_type="epsilon")
 
 
 def export_distilled_pipeline(pipe, teacher, target, data_spec: str, cfg) -> Path:
