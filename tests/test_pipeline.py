@@ -73,6 +73,17 @@ def test_prompt_embeds_equal_prompt(pipe):
     assert np.array_equal(_run(pipe, prompt=None, prompt_embeds=embeds, labels={"Pleural Effusion": 1}).images, ref)
 
 
+def test_encode_text_encodes_a_repeated_text_once(pipe, monkeypatch):
+    texts = ["There is pleural effusion.", REPORT, "There is pleural effusion.", REPORT, "Normal."]
+    expected = torch.cat([pipe.encode_text([t]) for t in texts])
+    seen = []
+    encode = pipe.report_encoder.encode
+    monkeypatch.setattr(pipe.report_encoder, "encode", lambda batch, **kw: seen.append(list(batch)) or encode(batch, **kw))
+    embeds = pipe.encode_text(texts)
+    assert seen == [["There is pleural effusion.", REPORT, "Normal."]]
+    assert embeds.shape == expected.shape and torch.allclose(embeds, expected, atol=1e-5)
+
+
 def test_labels_override_and_adapter_scale(pipe):
     ref = _run(pipe)
     over = _run(pipe, labels="Pleural Effusion=0,Cardiomegaly=1")

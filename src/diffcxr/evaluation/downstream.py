@@ -68,7 +68,7 @@ def format_table(result: dict) -> str:
     head = "| real fraction | real images | mAUC real only |"
     sep = "|---:|---:|---:|"
     if with_synth:
-        head += f" synthetic | mAUC real + synthetic |"
+        head += " synthetic | mAUC real + synthetic |"
         sep += "---:|---:|"
     lines = [head, sep]
     for r in result["rows"]:

@@ -342,7 +342,7 @@ TRIGGERS: list[tuple[str, str, list[str]]] = [
         rf"(?:is|are){SP}(?:not{SP})?(?:clearly|definitely){SP}(?:seen|identified|excluded)",
         rf"(?:would|could|should|may|might|is|are){SP}(?:also{SP})?(?:be{SP})?(?:a|another|an{SP}additional){SP}"
         rf"(?:consideration|possibility)", rf"(?:is|are){SP}(?:also{SP})?in{SP}the{SP}differential(?:{SP}diagnosis)?",
-        rf"unlikely",
+        r"unlikely",
     ]),
     ("unc", "both", [r"\?"]),  # "pneumonia?" and the clinical question "? pneumonia"
     ("neg", "post", [
@@ -391,7 +391,7 @@ TRIGGERS: list[tuple[str, str, list[str]]] = [
         rf"correlat\w*(?:{SP}clinically)?{SP}(?:for|with|as{SP}to)", rf"clinical{SP}correlation{SP}(?:for|with)",
         rf"may{SP}(?:also{SP})?(?:represent|reflect|indicate|be|have|relate)", rf"might{SP}(?:represent|reflect|be)",
         rf"could{SP}(?:also{SP})?(?:represent|reflect|indicate|be)",
-        rf"possib\w*", rf"probabl\w*", r"likely", r"presum\w*", r"suspect\w*", r"suggest\w*",
+        r"possib\w*", r"probabl\w*", r"likely", r"presum\w*", r"suspect\w*", r"suggest\w*",
         r"questionabl\w*", r"equivocal", r"indeterminate", r"borderline", r"versus", r"vs\.?",
         rf"and{S}/{S}or", r"may", r"might",
         r"could", r"uncertain", r"unclear", r"favou?r\w*", rf"differential{SP}(?:diagnosis|considerations?)", r"question",

@@ -133,8 +133,17 @@ class DiffCXRPipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def encode_text(self, texts: list[str], allow_empty: bool = False) -> torch.Tensor:
-        """Condition tokens ``(len(texts), 77, d)`` of the report encoder."""
-        return self.report_encoder.encode(texts, allow_empty=allow_empty).condition_embeds
+        """Condition tokens ``(len(texts), 77, d)`` of the report encoder. A text that occurs several times in
+        ``texts`` (a knowledge prompt shared by reports with the same findings) is encoded once: on a CPU the
+        text tower costs more than a few-step sampler's denoiser forwards."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        row = {}
+        for text in texts:
+            row.setdefault(text, len(row))
+        embeds = self.report_encoder.encode(list(row), allow_empty=allow_empty).condition_embeds
+        if len(row) == len(texts):
+            return embeds
+        return embeds[torch.tensor([row[text] for text in texts], device=embeds.device)]
 
     def _check_embeds(self, embeds: torch.Tensor, name: str, batch: int | None = None) -> torch.Tensor:
         cfg = self.denoiser.config
