@@ -92,6 +92,7 @@ def main() -> None:
                     ci = r["interval"]
                     print(f"| {solver} | {steps} | {guidance:g} | {adapter_scale:g} | {r['mauc']:.3f} "
                           f"[{ci['low']:.3f}, {ci['high']:.3f}] | {r['fid']:.2f} | {r['seconds']:.0f} |", flush=True)
+    args.model = str(Path(args.model).resolve())
     (out / "sweep.json").write_text(json.dumps({"real": real, "rows": rows, "args": vars(args)}, indent=2))
     title = f"{args.model}: {len(records)} reports"
     if len(solvers) > 1 or len(steps_list) > 1:
