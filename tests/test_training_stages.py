@@ -49,6 +49,7 @@ def test_exported_pipeline_generates(trained_all):
 
     pipe = DiffCXRPipeline.from_pretrained(trained_all / "pipeline")
     assert pipe.knowledge_adapter is not None
+    assert pipe.default_inference_steps == 2  # the tiny config's sample.num_inference_steps
     out = pipe("Moderate right pleural effusion.", num_inference_steps=2, output_type="pt",
                generator=torch.Generator().manual_seed(0))
     assert tuple(out.images.shape) == (1, 1, 32, 32)

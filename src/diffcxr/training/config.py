@@ -180,7 +180,8 @@ class CacheConfig:
 
 @dataclasses.dataclass
 class SampleConfig:
-    """Sampling for the grids written during/after training (DPM-Solver++, CFG in diffusers' convention)."""
+    """Sampling for the grids written during/after training (DPM-Solver++, CFG in diffusers' convention);
+    ``num_inference_steps`` is also the exported pipeline's ``default_inference_steps``."""
 
     num_inference_steps: int = 25
     guidance_scale: float = 2.0
