@@ -96,6 +96,7 @@ def test_distilled_pipeline_needs_one_forward_per_step(distilled, teacher_dir):
         assert torch.isfinite(out.images).all() and tuple(out.images.shape) == (2, 1, 32, 32)
         batches[name] = seen
         assert pipe.guidance_distilled == (name == "student")
+        assert pipe.guidance_range == ((1.0, 6.0) if name == "student" else None)
     assert batches["teacher"] == [4, 4, 4]  # unconditional + conditional branch per step
     assert batches["student"] == [2, 2, 2]  # the guided noise in one forward
 
@@ -229,7 +230,7 @@ def consistency_student(tmp_path_factory, teacher_dir, phantom_dir):  # noqa: F8
     return out
 
 
-def test_consistency_student_samples_in_its_own_few_steps(consistency_student):
+def test_consistency_student_samples_in_its_own_few_steps(consistency_student, caplog):
     from diffusers import LCMScheduler
 
     from diffcxr.pipelines import DiffCXRPipeline
@@ -248,6 +249,13 @@ def test_consistency_student_samples_in_its_own_few_steps(consistency_student):
     card = json.loads((consistency_student / "pipeline" / "training_data.json").read_text())["components"]["denoiser"]
     assert card["method"] == "consistency" and card["default_inference_steps"] == 4
     assert card["scheduler"] == "LCMScheduler"
+    # the w range it was distilled on travels with the pipeline; a call outside it says so
+    assert pipe.guidance_range == (1.0, 6.0)
+    with caplog.at_level("WARNING"):
+        pipe("Small left pleural effusion.", guidance_scale=6.0, output_type="pt", progress=False)
+        assert "outside the w range" not in caplog.text
+        pipe("Small left pleural effusion.", guidance_scale=9.0, output_type="pt", progress=False)
+    assert "outside the w range this student was distilled on [1, 6]" in caplog.text
 
 
 def test_generate_uses_the_pipelines_own_solver_and_steps(consistency_student, tmp_path):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler
-from diffusers.utils import BaseOutput
+from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from diffcxr.data.reports import report_text, validate_report
@@ -29,6 +29,8 @@ from diffcxr.models.knowledge_adapter import DiseaseKnowledgeAdapter, predict_no
 from diffcxr.models.report_encoder import ReportEncoder
 from diffcxr.models.uvit import UViT
 from diffcxr.models.vae import decode_latents, vae_downsample_factor
+
+logger = logging.get_logger(__name__)
 
 __all__ = ["DiffCXRPipeline", "DiffCXRPipelineOutput", "default_scheduler"]
 
@@ -76,13 +78,16 @@ class DiffCXRPipeline(DiffusionPipeline):
     # ``_optional_components``) as plain config values, not components. Use ``default_scheduler()``.
     # ``default_inference_steps`` is a plain config value saved in model_index.json (50; a consistency-distilled
     # pipeline records its own few steps): what a call without ``num_inference_steps`` uses.
+    # ``guidance_range`` ([w_min, w_max], distilled pipelines only) is the span of w the student was trained on.
     def __init__(self, vae, denoiser: UViT, report_encoder: ReportEncoder, scheduler,
-                 knowledge_adapter: DiseaseKnowledgeAdapter | None = None, default_inference_steps: int = 50):
+                 knowledge_adapter: DiseaseKnowledgeAdapter | None = None, default_inference_steps: int = 50,
+                 guidance_range: list[float] | None = None):
         super().__init__()
         self.register_modules(vae=vae, denoiser=denoiser, report_encoder=report_encoder,
                               scheduler=scheduler if scheduler is not None else default_scheduler(),
                               knowledge_adapter=knowledge_adapter)
-        self.register_to_config(default_inference_steps=int(default_inference_steps))
+        self.register_to_config(default_inference_steps=int(default_inference_steps),
+                                guidance_range=[float(w) for w in guidance_range] if guidance_range else None)
 
     # -- helpers -------------------------------------------------------------------------------------------
     @property
@@ -94,6 +99,12 @@ class DiffCXRPipeline(DiffusionPipeline):
     def guidance_distilled(self) -> bool:
         """True for a guidance-distilled denoiser (``diffcxr train distill``): one forward per step at any w."""
         return bool(getattr(self.denoiser.config, "guidance_embedding", False))
+
+    @property
+    def guidance_range(self) -> tuple[float, float] | None:
+        """``(w_min, w_max)`` a distilled student was trained on (None: a teacher, or not recorded)."""
+        span = self.config.get("guidance_range")
+        return (float(span[0]), float(span[1])) if span else None
 
     @property
     def image_size(self) -> int:
@@ -249,6 +260,10 @@ class DiffCXRPipeline(DiffusionPipeline):
             know = self._check_embeds(know.to(device), "knowledge_embeds", n_prompts)
         # a guidance-distilled denoiser reads w and predicts the guided noise in one forward: no unconditional branch
         guidance_distilled = self.guidance_distilled
+        span = self.guidance_range if guidance_distilled else None
+        if span and not span[0] - 1e-6 <= guidance_scale <= span[1] + 1e-6:
+            logger.warning(f"guidance_scale {guidance_scale:g} is outside the w range this student was distilled on "
+                           f"[{span[0]:g}, {span[1]:g}]: it extrapolates (or, for a single w, ignores the change)")
         do_cfg = guidance_scale > 1.0 and not guidance_distilled
         if do_cfg:
             if negative_prompt_embeds is None:
