@@ -7,7 +7,7 @@ U-ViT has a guidance embedding) or w = 1. Forwards are what sampling time scales
 decoding are paid (see ``benchmarks/distilled_speed.py`` for measured images/s). Left panel mAUC (95 % interval
 bars), right panel FID; one curve per label × solver. Prints a Markdown table of all rows.
 
-    .venv/bin/python benchmarks/quality_vs_cost.py --out docs/figures/quality_vs_cost.png \\
+    .venv/bin/python benchmarks/quality_vs_cost.py --out docs/images/quality-vs-cost.png \\
         teacher=runs/sweep-solvers/sweep.json teacher-50=runs/sweep-teacher50/sweep.json lcm=runs/sweep-lcm/sweep.json
 """
 

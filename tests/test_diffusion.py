@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from diffcxr.models.diffusion import (PAPER_SCHEDULE, epsilon_loss, noise_latents, sampling_scheduler,
@@ -109,6 +111,27 @@ def test_every_solver_samples_the_same_image_as_dpm_solver_at_many_steps():
     assert type(solver_scheduler("auto", pipe.scheduler.config)).__name__ == "DPMSolverMultistepScheduler"
     with pytest.raises(DiffCXRError, match="unknown solver"):
         solver_scheduler("heun++", pipe.scheduler.config)
+
+
+def test_auto_reads_back_the_solver_a_pipeline_was_saved_with(tmp_path):
+    from diffcxr.models.diffusion import SOLVERS, resolve_solver, sampling_scheduler, solver_scheduler
+
+    for name in SOLVERS:
+        scheduler = solver_scheduler(name, sampling_scheduler().config)
+        scheduler.save_config(tmp_path / name)
+        saved = json.loads((tmp_path / name / "scheduler_config.json").read_text())
+        assert resolve_solver("auto", scheduler) == name  # what generate and the app pass: pipe.scheduler
+        assert resolve_solver("auto", saved) == name  # a config as saved names its class
+    assert type(sampling_scheduler(None, "deis")).__name__ == "DEISMultistepScheduler"
+
+
+def test_a_student_solver_is_refused_as_a_run_config_solver(tmp_path, capsys):
+    from diffcxr.cli.main import main
+
+    rc = main(["train", "all", "-c", "tiny", "--data", "phantom:nowhere", "--output-dir", str(tmp_path / "r"),
+               "sample.solver=lcm"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "sample.solver must be one of" in err and "Traceback" not in err
 
 
 def test_the_cli_solver_choices_are_the_library_solvers():

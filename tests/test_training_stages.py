@@ -26,7 +26,7 @@ COMMON_FILES = ["config.yaml", "run_info.json", "log.csv", "loss.png", "COMPLETE
 def trained_all(tmp_path_factory, phantom_dir):  # noqa: F811
     out = tmp_path_factory.mktemp("all")
     rc = main(["train", "all", "-c", "tiny", "--data", f"phantom:{phantom_dir}", "--output-dir", str(out),
-               "--no-progress", "--no-mixed-precision"])
+               "--no-progress", "--no-mixed-precision", "sample.solver=deis"])
     assert rc == 0
     return out
 
@@ -50,6 +50,11 @@ def test_exported_pipeline_generates(trained_all):
     pipe = DiffCXRPipeline.from_pretrained(trained_all / "pipeline")
     assert pipe.knowledge_adapter is not None
     assert pipe.default_inference_steps == 2  # the tiny config's sample.num_inference_steps
+    # ... and the run's sample.solver is the pipeline's scheduler, which generate's --solver auto reads back
+    from diffcxr.models.diffusion import resolve_solver
+
+    assert type(pipe.scheduler).__name__ == "DEISMultistepScheduler"
+    assert resolve_solver("auto", pipe.scheduler.config) == "deis"
     out = pipe("Moderate right pleural effusion.", num_inference_steps=2, output_type="pt",
                generator=torch.Generator().manual_seed(0))
     assert tuple(out.images.shape) == (1, 1, 32, 32)

@@ -161,7 +161,7 @@ class AppGenerator:
 
         with self._lock:
             pipe = self.pipeline(precision)
-            solver = resolve_solver(solver, pipe.scheduler.config)
+            solver = resolve_solver(solver, pipe.scheduler)
             pipe.scheduler = solver_scheduler(solver, pipe.scheduler.config)
             self._runs += 1
             out_dir = self.output_root / f"run-{self._runs:05d}"

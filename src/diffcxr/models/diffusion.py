@@ -44,11 +44,10 @@ def training_scheduler(stage_cfg=None):
     return DDPMScheduler(**schedule_config(stage_cfg))
 
 
-def sampling_scheduler(stage_cfg=None):
-    """DPM-Solver++ (2nd order, multistep) over the schedule the model was trained with."""
-    from diffusers import DPMSolverMultistepScheduler
-
-    return DPMSolverMultistepScheduler(**schedule_config(stage_cfg), algorithm_type="dpmsolver++", solver_order=2)
+def sampling_scheduler(stage_cfg=None, solver: str = "dpm++2m"):
+    """The sampling ``solver`` (a key of :data:`SOLVERS`; default DPM-Solver++ 2nd order multistep, the paper's)
+    over the schedule the model was trained with."""
+    return solver_scheduler(solver, schedule_config(stage_cfg))
 
 
 # name -> (diffusers scheduler class, its settings); all keep the pipeline's training schedule
@@ -65,18 +64,28 @@ SOLVERS: dict[str, tuple[str, dict[str, Any]]] = {
 _LCM_KEYS = ("original_inference_steps", "timestep_scaling")
 
 
-def resolve_solver(name: str, scheduler_config) -> str:
-    """``"auto"`` → the solver a pipeline was saved with (``"lcm"`` for an ``LCMScheduler``, else ``"dpm++2m"``);
-    any other name is returned as it is."""
+def resolve_solver(name: str, scheduler) -> str:
+    """``"auto"`` → the solver a pipeline was saved with: the key of :data:`SOLVERS` whose scheduler class and
+    settings match ``scheduler`` (a scheduler such as ``pipe.scheduler``, or a config mapping, which names its class
+    only as read from disk: ``_class_name``); ``"dpm++2m"`` when none does. Any other name is returned as it is."""
     if name != "auto":
         return name
-    is_lcm = scheduler_config.get("_class_name") == "LCMScheduler" or "timestep_scaling" in scheduler_config
-    return "lcm" if is_lcm else "dpm++2m"
+    if isinstance(scheduler, Mapping):
+        config, saved_class = scheduler, scheduler.get("_class_name")
+    else:
+        config, saved_class = scheduler.config, type(scheduler).__name__
+    if "timestep_scaling" in config:  # only LCMScheduler has it
+        return "lcm"
+    for key, (class_name, settings) in SOLVERS.items():
+        if saved_class == class_name and all(config.get(k, v) == v for k, v in settings.items()):
+            return key
+    return "dpm++2m"
 
 
 def solver_scheduler(name: str, scheduler_config) -> Any:
-    """The solver ``name`` (a key of :data:`SOLVERS`, or ``"auto"``: the pipeline's own) over the schedule in
-    ``scheduler_config`` (a pipeline's ``scheduler.config``):
+    """The solver ``name`` (a key of :data:`SOLVERS`, or ``"auto"``: :func:`resolve_solver`, which needs the
+    scheduler itself or a config read from disk to tell the saved class) over the schedule in ``scheduler_config``
+    (a pipeline's ``scheduler.config``):
     ``pipe.scheduler = solver_scheduler("unipc", pipe.scheduler.config)``."""
     import diffusers
 

@@ -165,7 +165,7 @@ def generate_to_folder(pipe, items: Iterable[ReportItem], out_dir: str | Path, s
     from diffcxr.models.diffusion import resolve_solver, solver_scheduler
 
     # what actually runs, recorded as such (a default and its explicit value are the same run for --resume)
-    settings = replace(settings, solver=resolve_solver(settings.solver, pipe.scheduler.config),
+    settings = replace(settings, solver=resolve_solver(settings.solver, pipe.scheduler),
                        steps=settings.steps or pipe.default_inference_steps)
     state = state or PartialState(cpu=not torch.cuda.is_available())
     rank, world = state.process_index, state.num_processes

@@ -105,7 +105,7 @@ def write_sample_grid(run, out_root, uvit, holdout_records, path: Path, adapter=
     was_training = uvit.training
     uvit.eval()
     vae, encoder = components or load_frozen_components(run, out_root, uvit.device)
-    scheduler = scheduler or sampling_scheduler(run.adapter if adapter is not None else run.base)
+    scheduler = scheduler or sampling_scheduler(run.adapter if adapter is not None else run.base, run.sample.solver)
     pipe = DiffCXRPipeline(vae=vae, denoiser=uvit, report_encoder=encoder, knowledge_adapter=adapter,
                            scheduler=scheduler)
     knowledge = pipe.encode_text(knowledge_prompts(records)) if adapter is not None else None

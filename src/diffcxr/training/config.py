@@ -180,9 +180,11 @@ class CacheConfig:
 
 @dataclasses.dataclass
 class SampleConfig:
-    """Sampling for the grids written during/after training (DPM-Solver++, CFG in diffusers' convention);
-    ``num_inference_steps`` is also the exported pipeline's ``default_inference_steps``."""
+    """Sampling for the grids written during/after training (CFG in diffusers' convention). ``solver`` (a teacher
+    solver of ``diffcxr.models.diffusion.SOLVERS``) is the exported pipeline's scheduler and
+    ``num_inference_steps`` its ``default_inference_steps``: what ``diffcxr generate`` uses unless told."""
 
+    solver: str = "dpm++2m"
     num_inference_steps: int = 25
     guidance_scale: float = 2.0
     every: int = 0  # write a sample grid every N optimizer steps of base/adapter (0 = only at the end)
@@ -231,7 +233,8 @@ class RunConfig:
 # ---------------------------------------------------------------------------------------------------------------
 _CHOICES = {"lr_schedule": ("constant", "cosine"), "recon_loss": ("l1", "mse"), "mixed_precision": ("auto", "bf16", "no"),
             "dtype": ("float16", "bfloat16", "float32"), "beta_schedule": ("scaled_linear", "linear", "squaredcos_cap_v2"),
-            "uncertain": LABEL_POLICIES, "missing": LABEL_POLICIES, "method": ("guidance", "consistency")}
+            "uncertain": LABEL_POLICIES, "missing": LABEL_POLICIES, "method": ("guidance", "consistency"),
+            "solver": ("dpm++2m", "dpm++3m", "unipc", "deis", "euler", "ddim")}  # SOLVERS less lcm (students only)
 
 
 def _check(cfg, section: str, where: str) -> None:

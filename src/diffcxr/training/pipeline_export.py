@@ -1,8 +1,8 @@
 """End of ``diffcxr train all``: assemble the trained components into a ``DiffCXRPipeline`` folder.
 
 ``<out>/pipeline`` loads with ``DiffCXRPipeline.from_pretrained`` and ``diffcxr generate --model``. The scheduler
-is DPM-Solver++ over the training β schedule, with the config's ``sample.num_inference_steps`` as the pipeline's
-default steps; the adapter is included when stage 2 ran. Next to the weights,
+is the config's ``sample.solver`` over the training β schedule, with its ``sample.num_inference_steps`` as the
+pipeline's default steps; the adapter is included when stage 2 ran. Next to the weights,
 ``README.md`` (a model card) and ``training_data.json`` say what every component was trained on, read from the
 stages' ``run_info.json``: trained weights carry the terms of their training data.
 """
@@ -32,7 +32,7 @@ def build_pipeline(run, out_root, include_adapter: bool = True):
         from diffcxr.models.knowledge_adapter import DiseaseKnowledgeAdapter
 
         adapter = DiseaseKnowledgeAdapter.from_pretrained(adapter_dir, use_safetensors=True)
-    scheduler = sampling_scheduler(run.adapter if adapter is not None else run.base)
+    scheduler = sampling_scheduler(run.adapter if adapter is not None else run.base, run.sample.solver)
     # the config's sampling steps (chosen per config from the solver sweep, docs/sampling.md) become the pipeline's
     # default: `diffcxr generate` / `pipe(report)` without steps sample as the run's own grids did
     return DiffCXRPipeline(vae=vae, denoiser=denoiser, report_encoder=encoder, scheduler=scheduler,
