@@ -119,7 +119,12 @@ def encode_images(vae: AutoencoderKL, pixel_values: torch.Tensor, generator: tor
 def decode_latents(vae: AutoencoderKL, latents: torch.Tensor, grayscale: bool = True) -> torch.Tensor:
     """Scaled latents → images in [-1, 1] (clamped), ``(B, 1, H, W)`` (3-channel VAEs averaged when ``grayscale``)."""
     scale, shift = _scale_shift(vae)
-    images = vae.decode(latents.to(device=vae.device, dtype=vae.dtype) / scale + shift).sample
+    latents = latents.to(device=vae.device, dtype=vae.dtype) / scale + shift
+    if vae.device.type == "cpu" and vae.dtype != torch.float32:
+        # oneDNN's bf16 convolutions run channels-last: the paper-size decode takes 1.5 s instead of 2.35 s on 2
+        # cores (fp32 gains nothing, so it stays as it was)
+        latents = latents.contiguous(memory_format=torch.channels_last)
+    images = vae.decode(latents).sample.contiguous()
     if grayscale and images.shape[1] == 3:
         images = images.mean(dim=1, keepdim=True)
     return images.clamp(-1, 1)
