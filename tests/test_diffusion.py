@@ -139,3 +139,10 @@ def test_the_cli_solver_choices_are_the_library_solvers():
     from diffcxr.models.diffusion import SOLVERS
 
     assert SOLVER_NAMES == ("auto", *SOLVERS)
+
+
+def test_the_run_config_solver_choices_are_the_library_teacher_solvers():
+    from diffcxr.models.diffusion import SOLVERS
+    from diffcxr.training.config import _CHOICES
+
+    assert _CHOICES["solver"] == tuple(name for name in SOLVERS if name != "lcm")

@@ -234,7 +234,8 @@ class RunConfig:
 _CHOICES = {"lr_schedule": ("constant", "cosine"), "recon_loss": ("l1", "mse"), "mixed_precision": ("auto", "bf16", "no"),
             "dtype": ("float16", "bfloat16", "float32"), "beta_schedule": ("scaled_linear", "linear", "squaredcos_cap_v2"),
             "uncertain": LABEL_POLICIES, "missing": LABEL_POLICIES, "method": ("guidance", "consistency"),
-            "solver": ("dpm++2m", "dpm++3m", "unipc", "deis", "euler", "ddim")}  # SOLVERS less lcm (students only)
+            # diffcxr.models.diffusion.SOLVERS less lcm (students only), spelled out to keep this module torch-free
+            "solver": ("dpm++2m", "dpm++3m", "unipc", "deis", "euler", "ddim")}
 
 
 def _check(cfg, section: str, where: str) -> None:
