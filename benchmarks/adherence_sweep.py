@@ -7,7 +7,9 @@ images scores them against their reports (mAUC, 95 % bootstrap interval over rep
 features give FID against the real images of the same records. Prints a Markdown table, writes
 ``OUT/sweep.json`` and ``OUT/sweep.png`` (mAUC against FID, one curve per adapter scale). With several
 ``--solvers`` or ``--steps`` it sweeps those too (quality against steps for each diffusers solver) and the plot
-shows mAUC against steps, one curve per solver.
+shows mAUC against steps, one curve per solver. ``--classifier A,B`` scores every generated set with each
+classifier (one generation, several yardsticks): the first gives the table, the plot and ``rows``; every one is
+in ``sweep.json``'s ``"yardsticks"`` (real and generated mAUC, FID on its features).
 
     .venv/bin/python benchmarks/adherence_sweep.py --model runs/demo/model/pipeline \\
         --classifier runs/demo/model/classifier --data phantom:runs/demo/phantoms-eval --out runs/sweep-demo
@@ -30,7 +32,8 @@ def _floats(text: str) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="saved DiffCXRPipeline folder")
-    ap.add_argument("--classifier", required=True, help="CXRClassifier folder trained on real images")
+    ap.add_argument("--classifier", required=True,
+                    help="CXRClassifier folder trained on real images; several comma-separated score the same images")
     ap.add_argument("--data", required=True, help="dataset spec whose reports condition generation")
     ap.add_argument("--split", default="all", help="split of --data (default all: use a fresh phantom set)")
     ap.add_argument("--out", required=True)
@@ -49,7 +52,7 @@ def main() -> None:
     import torch
 
     from diffcxr.data.sources import read_records
-    from diffcxr.evaluation.adherence import generated_adherence, real_adherence
+    from diffcxr.evaluation.adherence import generate_for_records, real_adherence, score_adherence
     from diffcxr.models.cxr_classifier import load_classifier
     from diffcxr.metrics.extractors import cxr_extractor
     from diffcxr.models.diffusion import solver_scheduler
@@ -62,38 +65,54 @@ def main() -> None:
     records = [r for r in read_records(args.data, split=None if args.split == "all" else args.split,
                                                 derive_labels=True) if r.report]
     records = records[: args.n_reports]
-    classifier = load_classifier(args.classifier)
-    extractor = cxr_extractor(classifier)
     pipe = DiffCXRPipeline.from_pretrained(args.model)
     size = pipe.image_size
-    real = real_adherence(records, classifier, size, bootstrap=args.bootstrap, seed=args.seed, extractor=extractor)
-    real_stats = real.pop("stats")
+    judges = {}  # classifier folder -> (classifier, feature extractor, real-image result, real feature stats)
+    for folder in (v.strip() for v in args.classifier.split(",") if v.strip()):
+        classifier = load_classifier(folder)
+        extractor = cxr_extractor(classifier)
+        real = real_adherence(records, classifier, size, bootstrap=args.bootstrap, seed=args.seed,
+                              extractor=extractor)
+        judges[folder] = (classifier, extractor, real, real.pop("stats"))
+    real = next(iter(judges.values()))[2]  # the first classifier's: the table's and the plot's
+    yardsticks = {folder: {"real": j[2], "rows": []} for folder, j in judges.items()}
     rows = []
     steps_list = [int(v) for v in _floats(args.steps)]
     solvers = [v.strip() for v in args.solvers.split(",") if v.strip()]
     schedule = dict(pipe.scheduler.config)
-    print(f"{len(records)} reports × {args.images_per_report} images; real images: mAUC {real['mauc']:.3f}",
-          flush=True)
-    print("| solver | steps | guidance w | adapter scale | mAUC [95 % CI] | FID | s |\n"
-          "|---|---:|---:|---:|---|---:|---:|", flush=True)
+    print(f"{len(records)} reports × {args.images_per_report} images; real images: "
+          + "; ".join(f"{folder}: mAUC {j[2]['mauc']:.3f}" for folder, j in judges.items()), flush=True)
+    extra = "".join(f" | mAUC, classifier {k + 2} | FID, classifier {k + 2}" for k in range(len(judges) - 1))
+    print(f"| solver | steps | guidance w | adapter scale | mAUC [95 % CI] | FID{extra} | s |\n"
+          f"|---|---:|---:|---:|---|---:{'|---|---:' * (len(judges) - 1)}|---:|", flush=True)
     for solver in solvers:
         pipe.scheduler = solver_scheduler(solver, schedule)
         for steps in steps_list:
             for adapter_scale in _floats(args.adapter_scale):
                 for guidance in _floats(args.guidance):
                     t0 = time.perf_counter()
-                    r = generated_adherence(pipe, records, classifier, images_per_report=args.images_per_report,
-                                            num_inference_steps=steps, guidance_scale=guidance,
-                                            adapter_scale=adapter_scale, seed=args.seed, bootstrap=args.bootstrap,
-                                            extractor=extractor, real_stats=real_stats)
-                    r["seconds"] = time.perf_counter() - t0
-                    r["settings"]["solver"] = solver
-                    rows.append(r)
-                    ci = r["interval"]
-                    print(f"| {solver} | {steps} | {guidance:g} | {adapter_scale:g} | {r['mauc']:.3f} "
-                          f"[{ci['low']:.3f}, {ci['high']:.3f}] | {r['fid']:.2f} | {r['seconds']:.0f} |", flush=True)
+                    settings = {"num_inference_steps": steps, "guidance_scale": guidance,
+                                "adapter_scale": adapter_scale, "seed": args.seed, "solver": solver}
+                    images, labels, groups = generate_for_records(
+                        pipe, records, images_per_report=args.images_per_report, num_inference_steps=steps,
+                        guidance_scale=guidance, adapter_scale=adapter_scale, seed=args.seed)
+                    cells = []
+                    for folder, (classifier, extractor, _, real_stats) in judges.items():
+                        r = score_adherence(images, labels, groups, classifier, bootstrap=args.bootstrap,
+                                            seed=args.seed, extractor=extractor, real_stats=real_stats)
+                        r.update(n_reports=len(records), images_per_report=args.images_per_report,
+                                 settings=settings, seconds=time.perf_counter() - t0)
+                        yardsticks[folder]["rows"].append(r)
+                        cells.append(r)
+                    rows.append(cells[0])
+                    ci = cells[0]["interval"]
+                    more = "".join(f" | {r['mauc']:.3f} | {r['fid']:.2f}" for r in cells[1:])
+                    print(f"| {solver} | {steps} | {guidance:g} | {adapter_scale:g} | {cells[0]['mauc']:.3f} "
+                          f"[{ci['low']:.3f}, {ci['high']:.3f}] | {cells[0]['fid']:.2f}{more} | "
+                          f"{cells[0]['seconds']:.0f} |", flush=True)
     args.model = str(Path(args.model).resolve())
-    (out / "sweep.json").write_text(json.dumps({"real": real, "rows": rows, "args": vars(args)}, indent=2))
+    summary = {"real": real, "rows": rows, "yardsticks": yardsticks, "args": vars(args)}
+    (out / "sweep.json").write_text(json.dumps(summary, indent=2))
     title = f"{args.model}: {len(records)} reports"
     if len(solvers) > 1 or len(steps_list) > 1:
         _plot_steps(rows, real, out / "sweep.png", title)

@@ -62,6 +62,42 @@ def test_generated_adherence_is_seeded_and_independent_of_batching(tmp_path):
     assert real["n_images"] == 10 and set(real["per_finding"]) <= set(a["per_finding"]) | set(a["skipped"]) | set(real["per_finding"])
 
 
+def test_one_generated_set_scored_by_several_classifiers_matches_scoring_each(tmp_path):
+    import torch
+
+    from diffcxr.data.phantom import make_phantom_dataset
+    from diffcxr.data.sources import read_records
+    from diffcxr.evaluation.adherence import (generate_for_records, generated_adherence, real_adherence,
+                                              score_adherence)
+    from diffcxr.metrics.extractors import cxr_extractor
+    from diffcxr.models.cxr_classifier import CXRClassifier
+    from diffcxr.pipelines import DiffCXRPipeline
+
+    make_phantom_dataset(6, 32, tmp_path / "ph", seed=4, progress=False)
+    records = read_records(f"phantom:{tmp_path / 'ph'}")
+    pipe = DiffCXRPipeline.from_pretrained(FIXTURE)
+    size = pipe.image_size
+    kw = dict(images_per_report=2, num_inference_steps=2, seed=7)
+    images, labels, groups = generate_for_records(pipe, records, reports_per_batch=4, **kw)
+    assert images.shape == (12, 1, size, size) and labels.shape == (12, 14) and groups == [i // 2 for i in range(12)]
+    assert -1 <= images.min() and images.max() <= 1
+    judges = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        judges.append(CXRClassifier(channels=(4, 8), image_size=size).eval())
+    results = []
+    for clf in judges:
+        extractor = cxr_extractor(clf)
+        real_stats = real_adherence(records, clf, size, bootstrap=0, extractor=extractor)["stats"]
+        results.append(score_adherence(images, labels, groups, clf, bootstrap=10, seed=7, extractor=extractor,
+                                       real_stats=real_stats))
+    full = generated_adherence(pipe, records, judges[1], bootstrap=10, extractor=extractor, real_stats=real_stats,
+                               **kw)
+    assert results[1]["per_finding"] == full["per_finding"] and results[1]["interval"] == full["interval"]
+    assert results[1]["fid"] == pytest.approx(full["fid"], rel=1e-6)
+    assert results[0]["per_finding"] != results[1]["per_finding"]  # the judges differ, the images do not
+
+
 def test_showcase_prefers_a_normal_report_and_clear_single_findings():
     from diffcxr.cli.demo import showcase_records
     from diffcxr.data.records import Record

@@ -14,7 +14,7 @@ import torch
 from diffcxr.errors import DiffCXRError
 from diffcxr.models.cxr_classifier import classifier_scores
 
-__all__ = ["generated_adherence", "real_adherence"]
+__all__ = ["generate_for_records", "generated_adherence", "real_adherence", "score_adherence"]
 
 
 def _image_generator(seed: int, report_index: int, k: int) -> torch.Generator:
@@ -33,25 +33,21 @@ def _summary(scores: np.ndarray, labels: np.ndarray, groups, bootstrap: int, see
     return out
 
 
-def generated_adherence(pipe, records, classifier, *, images_per_report: int = 2, num_inference_steps: int = 20,
-                        guidance_scale: float = 2.0, adapter_scale: float = 1.0, seed: int = 0,
-                        reports_per_batch: int = 32, bootstrap: int = 200, progress: bool = False,
-                        extractor=None, real_stats=None) -> dict:
-    """Generate ``images_per_report`` images from each record's report; mAUC of ``classifier`` against the
-    records' labels (float (14,) with NaN = not mentioned), with a bootstrap interval over reports.
+def generate_for_records(pipe, records, *, images_per_report: int = 2, num_inference_steps: int = 20,
+                         guidance_scale: float = 2.0, adapter_scale: float = 1.0, seed: int = 0,
+                         reports_per_batch: int = 32, progress: bool = False):
+    """Generate ``images_per_report`` images from each record's report, image ``k`` of report ``i`` from its own
+    seeded noise (the same images however the reports are batched).
 
-    Returns ``{"mauc", "interval", "per_finding", "skipped", "n_reports", "images_per_report", "settings"}``;
-    with a feature ``extractor`` and the real images' ``real_stats`` (from :func:`real_adherence`) also ``"fid"``.
+    Returns ``(images, labels, groups)``: float ``(N, 1, H, W)`` in [-1, 1], the reports' labels float ``(N, 14)``
+    (NaN = not mentioned) and each image's report index (for bootstrapping over reports), N = reports × images.
     """
-    from diffcxr.metrics import StreamingGaussianStats, frechet_distance
-
     from tqdm.auto import tqdm
 
     records = [r for r in records if r.report]
     if not records:
         raise DiffCXRError("report adherence needs records with reports")
-    scores, labels, groups = [], [], []
-    stats = StreamingGaussianStats() if extractor is not None else None
+    images, labels, groups = [], [], []
     bar = tqdm(total=len(records) * images_per_report, desc="adherence", unit="img", disable=not progress)
     for start in range(0, len(records), reports_per_batch):
         chunk = records[start:start + reports_per_batch]
@@ -59,22 +55,54 @@ def generated_adherence(pipe, records, classifier, *, images_per_report: int = 2
         out = pipe([r.report for r in chunk], num_images_per_prompt=images_per_report,
                    num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=generators,
                    adapter_conditioning_scale=adapter_scale, output_type="pt", progress=False)
-        images = out.images * 2 - 1  # [0, 1] -> [-1, 1]
-        scores.append(classifier_scores(classifier, images))
-        if stats is not None:
-            with torch.no_grad():
-                stats.update(extractor(images))
+        images.append(out.images * 2 - 1)  # [0, 1] -> [-1, 1]
         for i, r in enumerate(chunk):
             labels += [np.asarray(r.labels, np.float32)] * images_per_report
             groups += [start + i] * images_per_report
         bar.update(len(generators))
     bar.close()
-    result = _summary(np.concatenate(scores), np.stack(labels), groups, bootstrap, seed)
-    result.update(n_reports=len(records), images_per_report=images_per_report,
+    return torch.cat(images), np.stack(labels), groups
+
+
+def score_adherence(images: torch.Tensor, labels: np.ndarray, groups, classifier, *, bootstrap: int = 200,
+                    seed: int = 0, extractor=None, real_stats=None, batch_size: int = 64) -> dict:
+    """mAUC of ``classifier`` on ``images`` (float (N, 1, H, W) in [-1, 1]) against ``labels`` (N, 14), with a
+    bootstrap interval that resamples ``groups`` (reports); with a feature ``extractor`` and the real images'
+    ``real_stats`` (from :func:`real_adherence`) also ``"fid"``. Score one generated set with several classifiers
+    by calling this once per classifier."""
+    from diffcxr.metrics import StreamingGaussianStats, frechet_distance
+
+    scores = np.concatenate([classifier_scores(classifier, images[i:i + batch_size])
+                             for i in range(0, len(images), batch_size)])
+    result = _summary(scores, labels, groups, bootstrap, seed)
+    if extractor is not None and real_stats is not None:
+        stats = StreamingGaussianStats()
+        with torch.no_grad():
+            for i in range(0, len(images), batch_size):
+                stats.update(extractor(images[i:i + batch_size]))
+        result["fid"] = frechet_distance(real_stats.mean, real_stats.cov, stats.mean, stats.cov)
+    return result
+
+
+def generated_adherence(pipe, records, classifier, *, images_per_report: int = 2, num_inference_steps: int = 20,
+                        guidance_scale: float = 2.0, adapter_scale: float = 1.0, seed: int = 0,
+                        reports_per_batch: int = 32, bootstrap: int = 200, progress: bool = False,
+                        extractor=None, real_stats=None) -> dict:
+    """Generate ``images_per_report`` images from each record's report (:func:`generate_for_records`) and score
+    them with ``classifier`` against the records' labels (:func:`score_adherence`).
+
+    Returns ``{"mauc", "interval", "per_finding", "skipped", "n_reports", "images_per_report", "settings"}``;
+    with a feature ``extractor`` and the real images' ``real_stats`` (from :func:`real_adherence`) also ``"fid"``.
+    """
+    images, labels, groups = generate_for_records(
+        pipe, records, images_per_report=images_per_report, num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale, adapter_scale=adapter_scale, seed=seed, reports_per_batch=reports_per_batch,
+        progress=progress)
+    result = score_adherence(images, labels, groups, classifier, bootstrap=bootstrap, seed=seed, extractor=extractor,
+                             real_stats=real_stats)
+    result.update(n_reports=len(set(groups)), images_per_report=images_per_report,
                   settings={"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
                             "adapter_scale": adapter_scale, "seed": seed})
-    if stats is not None and real_stats is not None:
-        result["fid"] = frechet_distance(real_stats.mean, real_stats.cov, stats.mean, stats.cov)
     return result
 
 
