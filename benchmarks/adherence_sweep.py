@@ -9,12 +9,15 @@ features give FID against the real images of the same records. Prints a Markdown
 ``--solvers`` or ``--steps`` it sweeps those too (quality against steps for each diffusers solver) and the plot
 shows mAUC against steps, one curve per solver. ``--classifier A,B`` scores every generated set with each
 classifier (one generation, several yardsticks): the first gives the table, the plot and ``rows``; every one is
-in ``sweep.json``'s ``"yardsticks"`` (real and generated mAUC, FID on its features).
+in ``sweep.json``'s ``"yardsticks"`` (real and generated mAUC, FID on its features). ``--merge A,B`` plots
+the rows of earlier sweeps of one model together (for settings swept in several runs) without generating.
 
     .venv/bin/python benchmarks/adherence_sweep.py --model runs/demo/model/pipeline \\
         --classifier runs/demo/model/classifier --data phantom:runs/demo/phantoms-eval --out runs/sweep-demo
     .venv/bin/python benchmarks/adherence_sweep.py ... --guidance 2 --adapter-scale 1 \\
         --solvers dpm++2m,dpm++3m,unipc,deis,euler --steps 5,8,10,15,20,25,50 --out runs/sweep-solvers
+    .venv/bin/python benchmarks/adherence_sweep.py --merge runs/sweep-a/sweep.json,runs/sweep-b/sweep.json \
+        --out runs/sweep-ab
 """
 
 from __future__ import annotations
@@ -31,10 +34,10 @@ def _floats(text: str) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="saved DiffCXRPipeline folder")
-    ap.add_argument("--classifier", required=True,
+    ap.add_argument("--model", help="saved DiffCXRPipeline folder")
+    ap.add_argument("--classifier",
                     help="CXRClassifier folder trained on real images; several comma-separated score the same images")
-    ap.add_argument("--data", required=True, help="dataset spec whose reports condition generation")
+    ap.add_argument("--data", help="dataset spec whose reports condition generation")
     ap.add_argument("--split", default="all", help="split of --data (default all: use a fresh phantom set)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--guidance", default="1,1.5,2,3,4,6")
@@ -47,7 +50,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--merge", help="comma-separated sweep.json files to plot together (no generation)")
     args = ap.parse_args()
+    if args.merge:
+        return merge(args.merge.split(","), Path(args.out))
+    missing = [f"--{k}" for k in ("model", "classifier", "data") if not getattr(args, k)]
+    if missing:
+        ap.error(f"{', '.join(missing)} required (or --merge)")
 
     import torch
 
@@ -121,6 +130,20 @@ def main() -> None:
     print(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'}")
 
 
+def merge(paths: list[str], out: Path) -> None:
+    """One plot (and ``sweep.json``) from the first yardstick's rows of several sweeps of the same reports."""
+    sweeps = [json.loads(Path(p).read_text()) for p in paths if p.strip()]
+    reals = {round(s["real"]["mauc"], 6) for s in sweeps}
+    if len(reals) != 1:
+        raise SystemExit(f"error: the sweeps were scored against different real images or classifiers (real mAUC "
+                         f"{sorted(reals)}); merge sweeps of one reference set and yardstick only")
+    rows = [r for s in sweeps for r in s["rows"]]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps({"real": sweeps[0]["real"], "rows": rows, "merged": paths}, indent=2))
+    _plot(rows, sweeps[0]["real"], out / "sweep.png", f"{Path(sweeps[0]['args']['model']).name}: {len(paths)} sweeps merged")
+    print(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'} ({len(rows)} rows)")
+
+
 def _axes():
     import matplotlib
 
@@ -148,7 +171,8 @@ def _plot(rows: list[dict], real: dict, path: Path, title: str) -> None:
     """mAUC against FID, one curve per adapter scale, points labelled with the guidance weight."""
     fig, ax = _axes()
     for scale in sorted({r["settings"]["adapter_scale"] for r in rows}):
-        arm = [r for r in rows if r["settings"]["adapter_scale"] == scale]
+        arm = sorted((r for r in rows if r["settings"]["adapter_scale"] == scale),
+                     key=lambda r: r["settings"]["guidance_scale"])
         ax.plot([r["fid"] for r in arm], [r["mauc"] for r in arm], marker="o", label=f"adapter scale {scale:g}")
         for r in arm:
             ax.annotate(f"w={r['settings']['guidance_scale']:g}", (r["fid"], r["mauc"]), fontsize=7,
