@@ -139,8 +139,9 @@ def merge(paths: list[str], out: Path) -> None:
                          f"{sorted(reals)}); merge sweeps of one reference set and yardstick only")
     rows = [r for s in sweeps for r in s["rows"]]
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps({"real": sweeps[0]["real"], "rows": rows, "merged": paths}, indent=2))
-    _plot(rows, sweeps[0]["real"], out / "sweep.png", f"{Path(sweeps[0]['args']['model']).name}: {len(paths)} sweeps merged")
+    real = sweeps[0]["real"]
+    (out / "sweep.json").write_text(json.dumps({"real": real, "rows": rows, "merged": paths}, indent=2))
+    _plot(rows, real, out / "sweep.png", f"{Path(sweeps[0]['args']['model']).name}: {len(paths)} sweeps merged")
     print(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'} ({len(rows)} rows)")
 
 
