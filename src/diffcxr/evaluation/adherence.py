@@ -33,6 +33,23 @@ def _summary(scores: np.ndarray, labels: np.ndarray, groups, bootstrap: int, see
     return out
 
 
+def _batched_scores(classifier, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """The classifier's sigmoid scores (N, 14) for images (N, 1, H, W) in [-1, 1], ``batch_size`` at a time."""
+    return np.concatenate([classifier_scores(classifier, images[i:i + batch_size])
+                           for i in range(0, len(images), batch_size)])
+
+
+@torch.no_grad()
+def _feature_stats(extractor, images: torch.Tensor, batch_size: int = 64):
+    """Streaming mean and covariance of ``extractor`` features of images (N, 1, H, W), for FID."""
+    from diffcxr.metrics import StreamingGaussianStats
+
+    stats = StreamingGaussianStats()
+    for i in range(0, len(images), batch_size):
+        stats.update(extractor(images[i:i + batch_size]))
+    return stats
+
+
 def generate_for_records(pipe, records, *, images_per_report: int = 2, num_inference_steps: int = 20,
                          guidance_scale: float = 2.0, adapter_scale: float = 1.0, seed: int = 0,
                          reports_per_batch: int = 32, progress: bool = False):
@@ -70,16 +87,11 @@ def score_adherence(images: torch.Tensor, labels: np.ndarray, groups, classifier
     bootstrap interval that resamples ``groups`` (reports); with a feature ``extractor`` and the real images'
     ``real_stats`` (from :func:`real_adherence`) also ``"fid"``. Score one generated set with several classifiers
     by calling this once per classifier."""
-    from diffcxr.metrics import StreamingGaussianStats, frechet_distance
+    from diffcxr.metrics import frechet_distance
 
-    scores = np.concatenate([classifier_scores(classifier, images[i:i + batch_size])
-                             for i in range(0, len(images), batch_size)])
-    result = _summary(scores, labels, groups, bootstrap, seed)
+    result = _summary(_batched_scores(classifier, images, batch_size), labels, groups, bootstrap, seed)
     if extractor is not None and real_stats is not None:
-        stats = StreamingGaussianStats()
-        with torch.no_grad():
-            for i in range(0, len(images), batch_size):
-                stats.update(extractor(images[i:i + batch_size]))
+        stats = _feature_stats(extractor, images, batch_size)
         result["fid"] = frechet_distance(real_stats.mean, real_stats.cov, stats.mean, stats.cov)
     return result
 
@@ -111,16 +123,12 @@ def real_adherence(records, classifier, image_size: int, bootstrap: int = 200, s
     """The yardstick: the same classifier on the records' real images against their labels; with a feature
     ``extractor`` also ``"stats"``, the real images' :class:`~diffcxr.metrics.StreamingGaussianStats` for FID."""
     from diffcxr.data.image_io import load_image
-    from diffcxr.metrics import StreamingGaussianStats
 
     records = [r for r in records if r.image_path]
     images = torch.stack([load_image(r.image_path, image_size) for r in records])
-    scores = np.concatenate([classifier_scores(classifier, images[i:i + 64]) for i in range(0, len(images), 64)])
     labels = np.stack([np.asarray(r.labels, np.float32) for r in records])
-    result = _summary(scores, labels, list(range(len(records))), bootstrap, seed)
+    result = _summary(_batched_scores(classifier, images), labels, list(range(len(records))), bootstrap, seed)
     result["n_images"] = len(records)
     if extractor is not None:
-        with torch.no_grad():
-            result["stats"] = StreamingGaussianStats().update(
-                torch.cat([extractor(images[i:i + 64]) for i in range(0, len(images), 64)]))
+        result["stats"] = _feature_stats(extractor, images)
     return result
