@@ -139,7 +139,10 @@ def test_distillation_learns_the_guided_target(tmp_path, teacher_dir, phantom_di
                                    "distill.guidance_max=5"])
     out = tmp_path / "out"
     train_stage("distill", run, f"phantom:{phantom_dir}", out, teacher=str(tmp_path / "teacher"), progress=False)
-    trained = DiffCXRPipeline.from_pretrained(out / "pipeline").denoiser
+    student_pipe = DiffCXRPipeline.from_pretrained(out / "pipeline")
+    # the teacher's default w (2) is outside the distilled range: the student's default is the nearest w it knows
+    assert teacher.default_guidance_scale == 2.0 and student_pipe.default_guidance_scale == 5.0
+    trained = student_pipe.denoiser
     fresh = student_from_teacher(teacher.denoiser)
 
     cache = LatentCache((out / "distill" / ".cache_folder").read_text().strip())

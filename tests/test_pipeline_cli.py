@@ -139,3 +139,31 @@ def test_generate_with_another_solver_records_it(tmp_path):
     assert main(["generate", "Small left pleural effusion.", *BASE, "--n", "1", "--solver", "unipc", "--out", str(out)]) == 0
     settings = json.loads((out / "0_00.json").read_text())["settings"]
     assert settings["solver"] == "unipc" and settings["scheduler"] == "UniPCMultistepScheduler"
+
+
+def test_generate_uses_the_models_recorded_guidance_and_adapter_scale(tmp_path):
+    import shutil
+
+    import yaml
+
+    def settings_of(out):
+        return json.loads((out / "0_00.json").read_text())["settings"]
+
+    old = tmp_path / "old"  # a pipeline that records no defaults: w = 2, adapter scale 1
+    assert main(["generate", "Small left pleural effusion.", *BASE, "--n", "1", "--out", str(old)]) == 0
+    assert (settings_of(old)["guidance_scale"], settings_of(old)["adapter_conditioning_scale"]) == (2.0, 1.0)
+
+    model = tmp_path / "model"
+    shutil.copytree(MODEL, model)
+    index = json.loads((model / "model_index.json").read_text())
+    (model / "model_index.json").write_text(json.dumps({**index, "default_guidance_scale": 3.5,
+                                                        "default_adapter_scale": 0.0}))
+    own, explicit = tmp_path / "own", tmp_path / "explicit"
+    args = ["generate", "Small left pleural effusion.", "--model", str(model), "--steps", "2", "--quiet", "--n", "1"]
+    assert main([*args, "--out", str(own)]) == 0
+    assert main([*args, "--out", str(explicit), "--guidance", "3.5", "--adapter-scale", "0"]) == 0
+    assert (settings_of(own)["guidance_scale"], settings_of(own)["adapter_conditioning_scale"]) == (3.5, 0.0)
+    record = yaml.safe_load((own / "generate_run.yaml").read_text())
+    assert (record["guidance"], record["adapter_scale"]) == (3.5, 0.0)
+    assert np.array_equal(np.asarray(Image.open(own / "0_00.png")), np.asarray(Image.open(explicit / "0_00.png")))
+    assert not np.array_equal(np.asarray(Image.open(own / "0_00.png")), np.asarray(Image.open(old / "0_00.png")))

@@ -26,7 +26,8 @@ COMMON_FILES = ["config.yaml", "run_info.json", "log.csv", "loss.png", "COMPLETE
 def trained_all(tmp_path_factory, phantom_dir):  # noqa: F811
     out = tmp_path_factory.mktemp("all")
     rc = main(["train", "all", "-c", "tiny", "--data", f"phantom:{phantom_dir}", "--output-dir", str(out),
-               "--no-progress", "--no-mixed-precision", "sample.solver=deis"])
+               "--no-progress", "--no-mixed-precision", "sample.solver=deis", "sample.guidance_scale=3",
+               "sample.adapter_scale=0.5"])
     assert rc == 0
     return out
 
@@ -60,6 +61,22 @@ def test_exported_pipeline_generates(trained_all):
     assert tuple(out.images.shape) == (1, 1, 32, 32)
     assert torch.isfinite(out.images).all()
     assert out.knowledge_prompts[0] == "There is pleural effusion."
+
+
+def test_exported_pipeline_samples_with_its_configs_guidance_and_adapter_scale(trained_all):
+    from diffcxr.pipelines import DiffCXRPipeline
+
+    pipe = DiffCXRPipeline.from_pretrained(trained_all / "pipeline")
+    assert (pipe.default_guidance_scale, pipe.default_adapter_scale) == (3.0, 0.5)  # the run's sample.* values
+
+    def draw(**kwargs):
+        return pipe("Moderate right pleural effusion.", num_inference_steps=2, output_type="pt", progress=False,
+                    generator=torch.Generator().manual_seed(0), **kwargs).images
+
+    implicit = draw()
+    assert torch.equal(implicit, draw(guidance_scale=3.0, adapter_conditioning_scale=0.5))
+    assert not torch.equal(implicit, draw(guidance_scale=2.0, adapter_conditioning_scale=0.5))
+    assert not torch.equal(implicit, draw(guidance_scale=3.0, adapter_conditioning_scale=1.0))
 
 
 def test_exported_pipeline_says_what_it_was_trained_on(trained_all, phantom_dir):  # noqa: F811

@@ -37,7 +37,6 @@ OVERRIDE_CHOICES = ("auto", "present", "absent")
 VALUE_NAMES = {1.0: "present", 0.0: "absent", -1.0: "uncertain"}
 COLOURS = {"present": "#e4572e", "absent": "#4c9f70", "uncertain": "#f3a712"}
 MAX_IMAGES = 8
-DEFAULT_STEPS = 50  # as `diffcxr generate`
 KEEP_RUNS = 20  # output folders of the last runs kept on disk (Gradio serves its own copies)
 
 # Written for this page (phantom-style short reports and IU-Xray-style sectioned ones); no dataset text.
@@ -139,11 +138,19 @@ class AppGenerator:
             self._pipelines[precision] = pipe
         return self._pipelines[precision]
 
-    def generate(self, report: str, overrides: dict[str, str] | None = None, n: int = 2, steps: int = DEFAULT_STEPS,
-                 guidance: float = 2.0, adapter_scale: float = 1.0, seed: int = 0, precision: str = "fp32",
-                 on_step=None, solver: str = "auto") -> AppResult:
-        """Generate ``n`` images for ``report``; image ``k`` uses seed ``seed + k``. ``on_step(done, total)`` is
-        called after every solver step. Raises :class:`DiffCXRError` with a message for the page on bad input."""
+    def defaults(self) -> dict:
+        """The model's own sampling defaults (as ``diffcxr generate`` uses them): ``steps``, ``guidance``,
+        ``adapter_scale``."""
+        pipe = self.pipeline("fp32")
+        return {"steps": pipe.default_inference_steps, "guidance": pipe.default_guidance_scale,
+                "adapter_scale": pipe.default_adapter_scale}
+
+    def generate(self, report: str, overrides: dict[str, str] | None = None, n: int = 2, steps: int | None = None,
+                 guidance: float | None = None, adapter_scale: float | None = None, seed: int = 0,
+                 precision: str = "fp32", on_step=None, solver: str = "auto") -> AppResult:
+        """Generate ``n`` images for ``report``; image ``k`` uses seed ``seed + k``. ``steps``, ``guidance`` and
+        ``adapter_scale`` default to the model's own (:meth:`defaults`). ``on_step(done, total)`` is called after
+        every solver step. Raises :class:`DiffCXRError` with a message for the page on bad input."""
         import time
 
         import torch
@@ -151,6 +158,10 @@ class AppGenerator:
         from diffcxr.pipelines.outputs import save_generated
 
         report = validate_report(report)
+        defaults = self.defaults()
+        steps = defaults["steps"] if steps is None else steps
+        guidance = defaults["guidance"] if guidance is None else guidance
+        adapter_scale = defaults["adapter_scale"] if adapter_scale is None else adapter_scale
         n, steps, seed = int(n), int(steps), int(seed)
         if not 1 <= n <= MAX_IMAGES:
             raise DiffCXRError(f"number of images must be 1..{MAX_IMAGES}, got {n}")
@@ -207,6 +218,7 @@ def build_app(generator: AppGenerator):
     import gradio as gr
 
     color_map = {f"{f}: {v}": COLOURS[v] for f in CHEXPERT_FINDINGS for v in COLOURS}
+    defaults = generator.defaults()
 
     def update_findings(report, *choices):
         spans, prompt, _ = read_report(report or "", dict(zip(CHEXPERT_FINDINGS, choices)))
@@ -248,9 +260,10 @@ def build_app(generator: AppGenerator):
                                               elem_id=f"override-{_slug(f)}") for f in CHEXPERT_FINDINGS]
             with gr.Column(scale=2):
                 n = gr.Slider(1, MAX_IMAGES, value=2, step=1, label="Images", elem_id="n-images")
-                steps = gr.Slider(1, 100, value=DEFAULT_STEPS, step=1, label="Solver steps", elem_id="steps")
-                guidance = gr.Slider(1, 8, value=2, step=0.5, label="Guidance w (1 = off)")
-                adapter_scale = gr.Slider(0, 2, value=1, step=0.25, label="Adapter scale (0 = no disease knowledge)")
+                steps = gr.Slider(1, 100, value=defaults["steps"], step=1, label="Solver steps", elem_id="steps")
+                guidance = gr.Slider(1, 8, value=defaults["guidance"], step=0.5, label="Guidance w (1 = off)")
+                adapter_scale = gr.Slider(0, 2, value=defaults["adapter_scale"], step=0.25,
+                                          label="Adapter scale (0 = no disease knowledge)")
                 with gr.Row():
                     seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="seed")
                     dice = gr.Button("Random seed", size="sm")

@@ -87,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     shown = showcase_records(eval_records + select_records(f"phantom:{phantoms}", cfg.data)[1], args.reports)
     grid = write_demo_grid(model_dir / "pipeline", shown, out / "demo_grid.png", size=args.size,
-                           per_report=args.images_per_report, steps=args.steps, seed=args.seed,
-                           guidance_scale=cfg.sample.guidance_scale)
+                           per_report=args.images_per_report, steps=args.steps, seed=args.seed)
     times["generation_s"] = time.perf_counter() - t0
 
     # 4. adherence: do the images show what their reports say? ----------------------------------------------------
@@ -151,18 +150,18 @@ def showcase_records(records, n: int = 6):
 
 def measure_demo_adherence(model_dir, records, cfg, size: int, steps: int, seed: int) -> dict:
     """mAUC of the demo's classifier on one image generated from each of ``records`` (fresh phantom reports,
-    never trained on): the model as trained, without the knowledge adapter, and without guidance; and on the
-    real phantoms of the same reports (the yardstick)."""
+    never trained on): the model as trained (its config's guidance and adapter scale), without the knowledge
+    adapter, and without guidance; and on the real phantoms of the same reports (the yardstick)."""
     from diffcxr.evaluation.adherence import generated_adherence, real_adherence
     from diffcxr.models.cxr_classifier import load_classifier
     from diffcxr.pipelines import DiffCXRPipeline
 
     classifier = load_classifier(model_dir / "classifier")
     pipe = DiffCXRPipeline.from_pretrained(model_dir / "pipeline")
-    guidance = cfg.sample.guidance_scale
-    arms = {"model": dict(guidance_scale=guidance, adapter_scale=1.0),
+    guidance, adapter = cfg.sample.guidance_scale, cfg.sample.adapter_scale
+    arms = {"model": dict(guidance_scale=guidance, adapter_scale=adapter),
             "no_adapter": dict(guidance_scale=guidance, adapter_scale=0.0),
-            "guidance_1": dict(guidance_scale=1.0, adapter_scale=1.0)}
+            "guidance_1": dict(guidance_scale=1.0, adapter_scale=adapter)}
     result = {"real": real_adherence(records, classifier, size, seed=seed)}
     for name, kwargs in arms.items():
         result[name] = generated_adherence(pipe, records, classifier, images_per_report=1, num_inference_steps=steps,
@@ -181,7 +180,8 @@ def adherence_summary(result: dict) -> str:
     per = m["images_per_report"]
     lines = [f"[demo] adherence on {m['n_reports']} fresh phantom reports × {per} image{'s' if per != 1 else ''} "
              f"(mAUC of the demo's classifier against each image's report; 95 % interval over reports):",
-             f"  generated, as trained (guidance {m['settings']['guidance_scale']:g}): {fmt(m)}",
+             f"  generated, as trained (guidance {m['settings']['guidance_scale']:g}, adapter "
+             f"{m['settings']['adapter_scale']:g}): {fmt(m)}",
              f"  generated, no knowledge adapter:        {fmt(result['no_adapter'])}",
              f"  generated, no guidance (w = 1):         {fmt(result['guidance_1'])}",
              f"  real phantoms of the same reports:      {fmt(result['real'])}"]
@@ -198,10 +198,11 @@ def _log(path):
 
 
 def write_demo_grid(pipeline_dir, records, path, size: int, per_report: int = 2, steps: int = 25, seed: int = 0,
-                    guidance_scale: float = 2.0):
+                    guidance_scale: float | None = None):
     """Rows: [real phantom | generated images] per record, with the report's impression and knowledge prompt.
 
-    Every row uses the same noise seed, so the rows differ only by their report."""
+    Every row uses the same noise seed, so the rows differ only by their report. Guidance and adapter scale: the
+    pipeline's own unless ``guidance_scale`` is given."""
     import numpy as np
     import torch
     from PIL import Image
@@ -213,6 +214,7 @@ def write_demo_grid(pipeline_dir, records, path, size: int, per_report: int = 2,
 
     pipe = DiffCXRPipeline.from_pretrained(pipeline_dir)
     pipe.set_progress_bar_config(disable=True)
+    guidance_scale = pipe.default_guidance_scale if guidance_scale is None else guidance_scale
     real = ImageSet(records, size).batch(range(len(records)))
     tiles, captions = [], []
 
@@ -230,6 +232,7 @@ def write_demo_grid(pipeline_dir, records, path, size: int, per_report: int = 2,
             captions.append(f"GENERATED #{k + 1} (seed {seed}, the same in every row) from the report at the left")
     sheet = make_contact_sheet(tiles, captions, tile=160, columns=1 + per_report, caption_lines=4,
                                title=f"diffcxr demo: fresh phantom reports -> generated CXRs (left: real phantom; "
-                                     f"guidance {guidance_scale:g}, {steps} steps)")
+                                     f"guidance {guidance_scale:g}, adapter {pipe.default_adapter_scale:g}, "
+                                     f"{steps} steps)")
     sheet.save(path)
     return path

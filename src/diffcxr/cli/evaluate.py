@@ -58,9 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples-per-report", type=count, default=4, help="with --model: images per report (default 4)")
     parser.add_argument("--n-reports", type=count, default=64, help="with --model: number of reports (default 64)")
     parser.add_argument("--steps", type=count, default=50, help="with --model: solver steps (default 50)")
-    parser.add_argument("--guidance", type=finite_float, default=2.0, help="with --model: CFG scale (default 2)")
-    parser.add_argument("--adapter-scale", type=finite_float, default=1.0,
-                        help="with --model: knowledge adapter scale; 0 = the 'no disease knowledge' ablation (default 1)")
+    parser.add_argument("--guidance", type=finite_float, default=None,
+                        help="with --model: CFG scale (default: the model's own; 2 if unrecorded)")
+    parser.add_argument("--adapter-scale", type=finite_float, default=None,
+                        help="with --model: knowledge adapter scale; 0 = the 'no disease knowledge' ablation (default: "
+                             "the model's own; 1 if unrecorded)")
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="with --model: inference dtype")
     parser.add_argument("--batch-size", type=count, default=64)
     parser.add_argument("--device", default="cpu", help="torch device for the feature network/classifier")
@@ -102,7 +104,11 @@ def _generate(args, out_dir, state):
     state.wait_for_everyone()
     argv = ["generate", "--input", str(jsonl), "--model", args.model, "--out", str(gen_dir),
             "--n", str(args.samples_per_report), "--steps", str(args.steps), "--seed", str(args.seed),
-            "--guidance", str(args.guidance), "--adapter-scale", str(args.adapter_scale), "--dtype", args.dtype]
+            "--dtype", args.dtype]
+    if args.guidance is not None:
+        argv += ["--guidance", str(args.guidance)]
+    if args.adapter_scale is not None:
+        argv += ["--adapter-scale", str(args.adapter_scale)]
     if args.quiet:
         argv.append("--quiet")
     code = cli_main(argv)

@@ -34,11 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--solver", choices=SOLVER_NAMES, default="auto",
                         help="diffusers solver over the model's schedule (default auto: the model's own, DPM-Solver++ "
                              "2M or LCM for a consistency-distilled model)")
-    parser.add_argument("--guidance", type=finite_float, default=2.0,
-                        help="CFG scale w in eps_u + w(eps_c - eps_u); 2 = the authors' s=1 (default 2)")
+    parser.add_argument("--guidance", type=finite_float, default=None,
+                        help="CFG scale w in eps_u + w(eps_c - eps_u); 2 = the authors' s=1 (default: the model's own, "
+                             "chosen by measurement when it was trained; 2 for a model that does not record one)")
     parser.add_argument("--labels", help="override derived findings, e.g. 'Pleural Effusion=1,Cardiomegaly=0' (1/0/-1/blank)")
     parser.add_argument("--uncertain-as-positive", action="store_true", help="uncertain findings enter the knowledge prompt")
-    parser.add_argument("--adapter-scale", type=finite_float, default=1.0, help="knowledge adapter conditioning scale (default 1)")
+    parser.add_argument("--adapter-scale", type=finite_float, default=None,
+                        help="knowledge adapter conditioning scale, 0 = off (default: the model's own; 1 if unrecorded)")
     parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="inference dtype (default fp32)")
     parser.add_argument("--device", default=None, help="torch device (default: this process's accelerate device: cuda:RANK or cpu)")
     parser.add_argument("--batch-size", type=count, default=8, help="images per denoiser batch (default 8)")

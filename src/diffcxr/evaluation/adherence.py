@@ -51,10 +51,11 @@ def _feature_stats(extractor, images: torch.Tensor, batch_size: int = 64):
 
 
 def generate_for_records(pipe, records, *, images_per_report: int = 2, num_inference_steps: int = 20,
-                         guidance_scale: float = 2.0, adapter_scale: float = 1.0, seed: int = 0,
+                         guidance_scale: float | None = None, adapter_scale: float | None = None, seed: int = 0,
                          reports_per_batch: int = 32, progress: bool = False):
     """Generate ``images_per_report`` images from each record's report, image ``k`` of report ``i`` from its own
-    seeded noise (the same images however the reports are batched).
+    seeded noise (the same images however the reports are batched). ``guidance_scale`` / ``adapter_scale``
+    default to the pipeline's own.
 
     Returns ``(images, labels, groups)``: float ``(N, 1, H, W)`` in [-1, 1], the reports' labels float ``(N, 14)``
     (NaN = not mentioned) and each image's report index (for bootstrapping over reports), N = reports × images.
@@ -97,7 +98,7 @@ def score_adherence(images: torch.Tensor, labels: np.ndarray, groups, classifier
 
 
 def generated_adherence(pipe, records, classifier, *, images_per_report: int = 2, num_inference_steps: int = 20,
-                        guidance_scale: float = 2.0, adapter_scale: float = 1.0, seed: int = 0,
+                        guidance_scale: float | None = None, adapter_scale: float | None = None, seed: int = 0,
                         reports_per_batch: int = 32, bootstrap: int = 200, progress: bool = False,
                         extractor=None, real_stats=None) -> dict:
     """Generate ``images_per_report`` images from each record's report (:func:`generate_for_records`) and score
@@ -105,7 +106,10 @@ def generated_adherence(pipe, records, classifier, *, images_per_report: int = 2
 
     Returns ``{"mauc", "interval", "per_finding", "skipped", "n_reports", "images_per_report", "settings"}``;
     with a feature ``extractor`` and the real images' ``real_stats`` (from :func:`real_adherence`) also ``"fid"``.
+    ``settings`` records the guidance and adapter scale used (the pipeline's own where not given).
     """
+    guidance_scale = pipe.default_guidance_scale if guidance_scale is None else guidance_scale
+    adapter_scale = pipe.default_adapter_scale if adapter_scale is None else adapter_scale
     images, labels, groups = generate_for_records(
         pipe, records, images_per_report=images_per_report, num_inference_steps=num_inference_steps,
         guidance_scale=guidance_scale, adapter_scale=adapter_scale, seed=seed, reports_per_batch=reports_per_batch,

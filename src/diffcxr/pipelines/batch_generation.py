@@ -44,8 +44,8 @@ class GenerationSettings:
     seed: int = 0
     steps: int | None = None  # None: the pipeline's default_inference_steps (50; few for a consistency student)
     solver: str = "auto"  # a key of diffcxr.models.diffusion.SOLVERS, or auto: the pipeline's own
-    guidance: float = 2.0
-    adapter_scale: float = 1.0
+    guidance: float | None = None  # None: the pipeline's default_guidance_scale (its training config's choice)
+    adapter_scale: float | None = None  # None: the pipeline's default_adapter_scale
     uncertain_as_positive: bool = False
     labels: dict = field(default_factory=dict)  # overrides for every report, on top of each report's own
     dtype: str = "fp32"
@@ -166,7 +166,10 @@ def generate_to_folder(pipe, items: Iterable[ReportItem], out_dir: str | Path, s
 
     # what actually runs, recorded as such (a default and its explicit value are the same run for --resume)
     settings = replace(settings, solver=resolve_solver(settings.solver, pipe.scheduler),
-                       steps=settings.steps or pipe.default_inference_steps)
+                       steps=settings.steps or pipe.default_inference_steps,
+                       guidance=pipe.default_guidance_scale if settings.guidance is None else settings.guidance,
+                       adapter_scale=pipe.default_adapter_scale if settings.adapter_scale is None
+                       else settings.adapter_scale)
     state = state or PartialState(cpu=not torch.cuda.is_available())
     rank, world = state.process_index, state.num_processes
     out_dir, model_dir = Path(out_dir), Path(model_dir)

@@ -79,21 +79,36 @@ class DiffCXRPipeline(DiffusionPipeline):
     # ``default_inference_steps`` is a plain config value saved in model_index.json (50; a consistency-distilled
     # pipeline records its own few steps): what a call without ``num_inference_steps`` uses.
     # ``guidance_range`` ([w_min, w_max], distilled pipelines only) is the span of w the student was trained on.
+    # ``default_guidance_scale`` / ``default_adapter_scale``: what a call without ``guidance_scale`` /
+    # ``adapter_conditioning_scale`` uses; ``diffcxr train`` records its config's measured choice (2 and 1 when absent).
     def __init__(self, vae, denoiser: UViT, report_encoder: ReportEncoder, scheduler,
                  knowledge_adapter: DiseaseKnowledgeAdapter | None = None, default_inference_steps: int = 50,
-                 guidance_range: list[float] | None = None):
+                 guidance_range: list[float] | None = None, default_guidance_scale: float = 2.0,
+                 default_adapter_scale: float = 1.0):
         super().__init__()
         self.register_modules(vae=vae, denoiser=denoiser, report_encoder=report_encoder,
                               scheduler=scheduler if scheduler is not None else default_scheduler(),
                               knowledge_adapter=knowledge_adapter)
         self.register_to_config(default_inference_steps=int(default_inference_steps),
-                                guidance_range=[float(w) for w in guidance_range] if guidance_range else None)
+                                guidance_range=[float(w) for w in guidance_range] if guidance_range else None,
+                                default_guidance_scale=float(default_guidance_scale),
+                                default_adapter_scale=float(default_adapter_scale))
 
     # -- helpers -------------------------------------------------------------------------------------------
     @property
     def default_inference_steps(self) -> int:
         """Solver steps of a call that does not say (50; the few steps of a consistency-distilled pipeline)."""
         return int(self.config.get("default_inference_steps", 50))
+
+    @property
+    def default_guidance_scale(self) -> float:
+        """Guidance ``w`` of a call that does not say: the training config's measured choice (2 when not recorded)."""
+        return float(self.config.get("default_guidance_scale", 2.0))
+
+    @property
+    def default_adapter_scale(self) -> float:
+        """Knowledge adapter scale of a call that does not say: the training config's choice (1 when not recorded)."""
+        return float(self.config.get("default_adapter_scale", 1.0))
 
     @property
     def guidance_distilled(self) -> bool:
@@ -172,11 +187,11 @@ class DiffCXRPipeline(DiffusionPipeline):
         prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
         num_inference_steps: int | None = None,
-        guidance_scale: float = 2.0,
+        guidance_scale: float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
         labels=None,
-        adapter_conditioning_scale: float = 1.0,
+        adapter_conditioning_scale: float | None = None,
         prompt_embeds: torch.Tensor | None = None,
         knowledge_embeds: torch.Tensor | None = None,
         negative_prompt: str | None = None,
@@ -199,7 +214,8 @@ class DiffCXRPipeline(DiffusionPipeline):
             num_inference_steps: solver steps (default :attr:`default_inference_steps`: 50 as in the paper, or the
                 few steps a consistency-distilled pipeline was trained for).
             guidance_scale: classifier-free guidance ``w`` in diffusers' convention ``ε_u + w·(ε_c − ε_u)``.
-                The authors write ``ε_c + s·(ε_c − ε_u)`` with ``s = 1``, which is ``w = s + 1 = 2`` (the default).
+                The authors write ``ε_c + s·(ε_c − ε_u)`` with ``s = 1``, which is ``w = s + 1 = 2``. Default:
+                :attr:`default_guidance_scale`, the value the training config chose by measurement (2 if unrecorded).
                 ``w <= 1`` disables guidance (``w = 1`` is the plain conditional model, one forward per step).
                 A guidance-distilled pipeline (``diffcxr train distill``) takes ``w`` as an input of its denoiser
                 and needs one forward per step at any ``w``, in the range it was distilled for.
@@ -208,7 +224,8 @@ class DiffCXRPipeline(DiffusionPipeline):
                 [0, 1]) or ``"latent"``.
             labels: per-prompt overrides of the labeler's findings: a dict ``{"Pleural Effusion": 1, ...}`` or a
                 string ``"Pleural Effusion=1,Cardiomegaly=0"`` (or a list with one per prompt). Values 1/0/-1/None.
-            adapter_conditioning_scale: multiplies the knowledge adapter's residuals (0 = base model only).
+            adapter_conditioning_scale: multiplies the knowledge adapter's residuals (0 = base model only). Default:
+                :attr:`default_adapter_scale` (the training config's choice; 1 if unrecorded).
             prompt_embeds / knowledge_embeds: precomputed ``(B, 77, d)`` condition tokens instead of text.
             negative_prompt / negative_prompt_embeds / negative_knowledge_embeds: the unconditional branch
                 (default: the empty-prompt embedding for both report and knowledge, as in training).
@@ -222,6 +239,10 @@ class DiffCXRPipeline(DiffusionPipeline):
         device = self._execution_device
         if num_inference_steps is None:
             num_inference_steps = self.default_inference_steps
+        if guidance_scale is None:
+            guidance_scale = self.default_guidance_scale
+        if adapter_conditioning_scale is None:
+            adapter_conditioning_scale = self.default_adapter_scale
         if num_images_per_prompt < 1 or num_inference_steps < 1:
             raise DiffCXRError("num_images_per_prompt and num_inference_steps must be >= 1")
         if output_type not in ("pil", "np", "pt", "latent"):

@@ -111,7 +111,7 @@ def write_sample_grid(run, out_root, uvit, holdout_records, path: Path, adapter=
     knowledge = pipe.encode_text(knowledge_prompts(records)) if adapter is not None else None
     fake = pipe([r.report for r in records], knowledge_embeds=knowledge, output_type="pt", progress=False,
                 num_inference_steps=run.sample.num_inference_steps, guidance_scale=run.sample.guidance_scale,
-                generator=torch.Generator().manual_seed(run.seed)).images * 2 - 1
+                adapter_conditioning_scale=run.sample.adapter_scale, generator=torch.Generator().manual_seed(run.seed)).images * 2 - 1
     real = ImageSet(records, run.model_config()["image_size"]).batch(range(len(records)))
     images, captions = [], []
     for r, x, y in zip(records, real, fake):

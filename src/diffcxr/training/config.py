@@ -182,11 +182,13 @@ class CacheConfig:
 class SampleConfig:
     """Sampling for the grids written during/after training (CFG in diffusers' convention). ``solver`` (a teacher
     solver of ``diffcxr.models.diffusion.SOLVERS``) is the exported pipeline's scheduler and
-    ``num_inference_steps`` its ``default_inference_steps``: what ``diffcxr generate`` uses unless told."""
+    ``num_inference_steps``, ``guidance_scale`` and ``adapter_scale`` its defaults: what ``diffcxr generate`` uses
+    unless told."""
 
     solver: str = "dpm++2m"
     num_inference_steps: int = 25
     guidance_scale: float = 2.0
+    adapter_scale: float = 1.0  # knowledge adapter conditioning scale (0 = the base model alone)
     every: int = 0  # write a sample grid every N optimizer steps of base/adapter (0 = only at the end)
     num_reports: int = 4
 

@@ -278,7 +278,11 @@ def distilled_pipeline(teacher_pipe, student, cfg):
         steps = cfg.sample_steps
     return DiffCXRPipeline(vae=teacher_pipe.vae, denoiser=student, report_encoder=teacher_pipe.report_encoder,
                            scheduler=scheduler, knowledge_adapter=teacher_pipe.knowledge_adapter,
-                           default_inference_steps=steps, guidance_range=[cfg.guidance_min, cfg.guidance_max])
+                           default_inference_steps=steps, guidance_range=[cfg.guidance_min, cfg.guidance_max],
+                           # the teacher's measured default w, kept inside the range the student learned
+                           default_guidance_scale=min(max(teacher_pipe.default_guidance_scale, cfg.guidance_min),
+                                                      cfg.guidance_max),
+                           default_adapter_scale=teacher_pipe.default_adapter_scale)
 
 
 def export_distilled_pipeline(pipe, teacher, target, data_spec: str, cfg) -> Path:

@@ -33,10 +33,13 @@ def build_pipeline(run, out_root, include_adapter: bool = True):
 
         adapter = DiseaseKnowledgeAdapter.from_pretrained(adapter_dir, use_safetensors=True)
     scheduler = sampling_scheduler(run.adapter if adapter is not None else run.base, run.sample.solver)
-    # the config's sampling steps (chosen per config from the solver sweep, docs/sampling.md) become the pipeline's
-    # default: `diffcxr generate` / `pipe(report)` without steps sample as the run's own grids did
+    # the config's sampling steps, guidance and adapter scale (chosen per config by measurement: docs/sampling.md,
+    # docs/report-adherence.md) become the pipeline's defaults: `diffcxr generate` / `pipe(report)` without them
+    # sample as the run's own grids did
     return DiffCXRPipeline(vae=vae, denoiser=denoiser, report_encoder=encoder, scheduler=scheduler,
-                           knowledge_adapter=adapter, default_inference_steps=run.sample.num_inference_steps)
+                           knowledge_adapter=adapter, default_inference_steps=run.sample.num_inference_steps,
+                           default_guidance_scale=run.sample.guidance_scale,
+                           default_adapter_scale=run.sample.adapter_scale if adapter is not None else 1.0)
 
 
 def export_pipeline(run, out_root, folder: str | Path | None = None) -> Path:
