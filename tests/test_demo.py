@@ -26,7 +26,11 @@ def test_demo_trains_generates_and_prints_its_adherence(tmp_path, capsys):
     assert adherence["no_adapter"]["settings"]["adapter_scale"] == 0.0
     assert adherence["guidance_1"]["settings"]["guidance_scale"] == 1.0
     assert adherence["real"]["n_images"] == 12
+    assert set(adherence["gain"]) == {"over_no_adapter", "over_guidance_1"}
+    assert adherence["gain"]["over_no_adapter"]["delta"] == pytest.approx(
+        adherence["model"]["mauc"] - adherence["no_adapter"]["mauc"])
     assert "adherence on 12 fresh phantom reports" in printed and "real phantoms of the same reports" in printed
+    assert "the knowledge adapter adds (paired" in printed and "guidance adds (paired" in printed
     # the evaluation reports are fresh phantoms, not the training ones
     import hashlib
 
@@ -96,6 +100,34 @@ def test_one_generated_set_scored_by_several_classifiers_matches_scoring_each(tm
     assert results[1]["per_finding"] == full["per_finding"] and results[1]["interval"] == full["interval"]
     assert results[1]["fid"] == pytest.approx(full["fid"], rel=1e-6)
     assert results[0]["per_finding"] != results[1]["per_finding"]  # the judges differ, the images do not
+
+
+def test_adherence_gain_is_the_paired_difference_of_two_sets_scores():
+    import torch
+
+    from diffcxr.errors import DiffCXRError
+    from diffcxr.evaluation.adherence import GeneratedSet, adherence_gain, score_adherence
+    from diffcxr.models.cxr_classifier import CXRClassifier
+
+    torch.manual_seed(0)
+    clf = CXRClassifier(channels=(4, 8), image_size=16).eval()
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, (40, 14)).astype(np.float32)
+    groups = list(range(40))
+
+    def images(seed):
+        return torch.rand(40, 1, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+    a, b = GeneratedSet(images(1), labels, groups), GeneratedSet(images(2), labels, groups)
+    same = adherence_gain(a, a, clf, bootstrap=20)
+    assert same["delta"] == 0 and same["interval"]["low"] == same["interval"]["high"] == 0
+    gain = adherence_gain(a, b, clf, bootstrap=50, seed=3)
+    mauc_a, mauc_b = (score_adherence(*s, clf, bootstrap=0)["mauc"] for s in (a, b))
+    assert gain["delta"] == pytest.approx(mauc_a - mauc_b) and gain["delta"] != 0
+    assert gain["interval"]["low"] <= gain["delta"] <= gain["interval"]["high"]
+    assert gain["interval"]["n_groups"] == 40
+    with pytest.raises(DiffCXRError, match="same reports"):
+        adherence_gain(a, GeneratedSet(images(2)[:20], labels[:20], groups[:20]), clf)
 
 
 def test_showcase_prefers_a_normal_report_and_clear_single_findings():

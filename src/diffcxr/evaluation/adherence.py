@@ -8,13 +8,25 @@ be expected to beat it. Used by ``diffcxr demo`` and the benchmarks.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
 from diffcxr.errors import DiffCXRError
 from diffcxr.models.cxr_classifier import classifier_scores
 
-__all__ = ["generate_for_records", "generated_adherence", "real_adherence", "score_adherence"]
+__all__ = ["GeneratedSet", "adherence_gain", "generate_and_score", "generate_for_records", "generated_adherence",
+           "real_adherence", "score_adherence"]
+
+
+class GeneratedSet(NamedTuple):
+    """Images generated from records: ``images`` float (N, 1, H, W) in [-1, 1], their reports' ``labels`` float
+    (N, 14) (NaN = not mentioned) and ``groups``, each image's report index (the bootstrap's unit)."""
+
+    images: torch.Tensor
+    labels: np.ndarray
+    groups: list[int]
 
 
 def _image_generator(seed: int, report_index: int, k: int) -> torch.Generator:
@@ -52,13 +64,12 @@ def _feature_stats(extractor, images: torch.Tensor, batch_size: int = 64):
 
 def generate_for_records(pipe, records, *, images_per_report: int = 2, num_inference_steps: int = 20,
                          guidance_scale: float | None = None, adapter_scale: float | None = None, seed: int = 0,
-                         reports_per_batch: int = 32, progress: bool = False):
+                         reports_per_batch: int = 32, progress: bool = False) -> GeneratedSet:
     """Generate ``images_per_report`` images from each record's report, image ``k`` of report ``i`` from its own
     seeded noise (the same images however the reports are batched). ``guidance_scale`` / ``adapter_scale``
     default to the pipeline's own.
 
-    Returns ``(images, labels, groups)``: float ``(N, 1, H, W)`` in [-1, 1], the reports' labels float ``(N, 14)``
-    (NaN = not mentioned) and each image's report index (for bootstrapping over reports), N = reports × images.
+    Returns a :class:`GeneratedSet` ``(images, labels, groups)``, N = reports × images per report.
     """
     from tqdm.auto import tqdm
 
@@ -79,7 +90,7 @@ def generate_for_records(pipe, records, *, images_per_report: int = 2, num_infer
             groups += [start + i] * images_per_report
         bar.update(len(generators))
     bar.close()
-    return torch.cat(images), np.stack(labels), groups
+    return GeneratedSet(torch.cat(images), np.stack(labels), groups)
 
 
 def score_adherence(images: torch.Tensor, labels: np.ndarray, groups, classifier, *, bootstrap: int = 200,
@@ -97,29 +108,63 @@ def score_adherence(images: torch.Tensor, labels: np.ndarray, groups, classifier
     return result
 
 
-def generated_adherence(pipe, records, classifier, *, images_per_report: int = 2, num_inference_steps: int = 20,
-                        guidance_scale: float | None = None, adapter_scale: float | None = None, seed: int = 0,
-                        reports_per_batch: int = 32, bootstrap: int = 200, progress: bool = False,
-                        extractor=None, real_stats=None) -> dict:
+def adherence_gain(generated: GeneratedSet, baseline: GeneratedSet, classifier, *, bootstrap: int = 200,
+                   seed: int = 0, batch_size: int = 64) -> dict:
+    """How much more of their reports ``generated`` shows than ``baseline``: mAUC(generated) − mAUC(baseline) for
+    two sets from the same reports (row ``i`` of each from report ``groups[i]`` with the same noise, e.g. with and
+    without the knowledge adapter), with a *paired* bootstrap interval: each replicate resamples reports once and
+    scores both sets on them, so the report-to-report spread both share cancels (the two sets' own intervals
+    overlap far more than their difference is uncertain).
+
+    Returns ``{"delta", "interval"}`` (``interval`` only with ``bootstrap > 0``).
+    """
+    from diffcxr.metrics import bootstrap_interval, per_finding_auroc
+
+    if generated.images.shape != baseline.images.shape or list(generated.groups) != list(baseline.groups):
+        raise DiffCXRError("adherence_gain needs two sets generated from the same reports, image for image")
+    labels, groups = generated.labels, generated.groups
+    a = _batched_scores(classifier, generated.images, batch_size)
+    b = _batched_scores(classifier, baseline.images, batch_size)
+
+    def delta(idx):
+        return per_finding_auroc(a[idx], labels[idx]).mauc - per_finding_auroc(b[idx], labels[idx]).mauc
+
+    result = {"delta": float(delta(np.arange(len(a))))}
+    if bootstrap:
+        result["interval"] = bootstrap_interval(delta, groups, bootstrap, seed=seed)
+    return result
+
+
+def generated_adherence(pipe, records, classifier, **kwargs) -> dict:
     """Generate ``images_per_report`` images from each record's report (:func:`generate_for_records`) and score
-    them with ``classifier`` against the records' labels (:func:`score_adherence`).
+    them with ``classifier`` against the records' labels (:func:`score_adherence`); keywords as
+    :func:`generate_and_score`.
 
     Returns ``{"mauc", "interval", "per_finding", "skipped", "n_reports", "images_per_report", "settings"}``;
     with a feature ``extractor`` and the real images' ``real_stats`` (from :func:`real_adherence`) also ``"fid"``.
     ``settings`` records the guidance and adapter scale used (the pipeline's own where not given).
     """
+    return generate_and_score(pipe, records, classifier, **kwargs)[0]
+
+
+def generate_and_score(pipe, records, classifier, *, images_per_report: int = 2, num_inference_steps: int = 20,
+                       guidance_scale: float | None = None, adapter_scale: float | None = None, seed: int = 0,
+                       reports_per_batch: int = 32, bootstrap: int = 200, progress: bool = False,
+                       extractor=None, real_stats=None) -> tuple[dict, GeneratedSet]:
+    """:func:`generated_adherence`'s result and the :class:`GeneratedSet` it scored (to compare with another
+    setting on the same reports and noise: :func:`adherence_gain`)."""
     guidance_scale = pipe.default_guidance_scale if guidance_scale is None else guidance_scale
     adapter_scale = pipe.default_adapter_scale if adapter_scale is None else adapter_scale
-    images, labels, groups = generate_for_records(
+    generated = generate_for_records(
         pipe, records, images_per_report=images_per_report, num_inference_steps=num_inference_steps,
         guidance_scale=guidance_scale, adapter_scale=adapter_scale, seed=seed, reports_per_batch=reports_per_batch,
         progress=progress)
-    result = score_adherence(images, labels, groups, classifier, bootstrap=bootstrap, seed=seed, extractor=extractor,
+    result = score_adherence(*generated, classifier, bootstrap=bootstrap, seed=seed, extractor=extractor,
                              real_stats=real_stats)
-    result.update(n_reports=len(set(groups)), images_per_report=images_per_report,
+    result.update(n_reports=len(set(generated.groups)), images_per_report=images_per_report,
                   settings={"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
                             "adapter_scale": adapter_scale, "seed": seed})
-    return result
+    return result, generated
 
 
 def real_adherence(records, classifier, image_size: int, bootstrap: int = 200, seed: int = 0,
