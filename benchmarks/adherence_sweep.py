@@ -11,6 +11,10 @@ shows mAUC against steps, one curve per solver. ``--classifier A,B`` scores ever
 classifier (one generation, several yardsticks): the first gives the table, the plot and ``rows``; every one is
 in ``sweep.json``'s ``"yardsticks"`` (real and generated mAUC, FID on its features). ``--merge A,B`` plots
 the rows of earlier sweeps of one model together (for settings swept in several runs) without generating.
+``--seed-table SEED=A,B ...`` reads the sweeps of several training seeds of one config (the same reports,
+noise and yardstick; ``A,B`` the sweep files of one seed) and prints, per setting swept in every seed, mAUC
+and FID as mean ± SD over seeds, and the paired gain of the knowledge adapter (the same w at adapter scale 0,
+per seed, then mean ± SD) in units of its SD.
 
     .venv/bin/python benchmarks/adherence_sweep.py --model runs/demo/model/pipeline \\
         --classifier runs/demo/model/classifier --data phantom:runs/demo/phantoms-eval --out runs/sweep-demo
@@ -18,6 +22,8 @@ the rows of earlier sweeps of one model together (for settings swept in several 
         --solvers dpm++2m,dpm++3m,unipc,deis,euler --steps 5,8,10,15,20,25,50 --out runs/sweep-solvers
     .venv/bin/python benchmarks/adherence_sweep.py --merge runs/sweep-a/sweep.json,runs/sweep-b/sweep.json \
         --out runs/sweep-ab
+    .venv/bin/python benchmarks/adherence_sweep.py --seed-table s1=runs/sweep-s1/sweep.json,runs/sweep-s1-off/sweep.json \
+        s2=runs/sweep-s2/sweep.json,runs/sweep-s2-off/sweep.json [--yardstick 1]
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ def main() -> None:
                     help="CXRClassifier folder trained on real images; several comma-separated score the same images")
     ap.add_argument("--data", help="dataset spec whose reports condition generation")
     ap.add_argument("--split", default="all", help="split of --data (default all: use a fresh phantom set)")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
     ap.add_argument("--guidance", default="1,1.5,2,3,4,6")
     ap.add_argument("--adapter-scale", default="0,0.5,1,2")
     ap.add_argument("--n-reports", type=int, default=200)
@@ -51,7 +57,15 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--merge", help="comma-separated sweep.json files to plot together (no generation)")
+    ap.add_argument("--seed-table", nargs="+", metavar="SEED=SWEEP.json[,...]",
+                    help="mean ± SD over training seeds of earlier sweeps (no generation)")
+    ap.add_argument("--yardstick", type=int, default=0,
+                    help="with --seed-table: which classifier of the sweeps' --classifier list (default 0, the first)")
     args = ap.parse_args()
+    if args.seed_table:
+        return seed_table(args.seed_table, args.yardstick)
+    if not args.out:
+        ap.error("--out is required (except with --seed-table)")
     if args.merge:
         return merge(args.merge.split(","), Path(args.out))
     missing = [f"--{k}" for k in ("model", "classifier", "data") if not getattr(args, k)]
@@ -143,6 +157,62 @@ def merge(paths: list[str], out: Path) -> None:
     (out / "sweep.json").write_text(json.dumps({"real": real, "rows": rows, "merged": paths}, indent=2))
     _plot(rows, real, out / "sweep.png", f"{Path(sweeps[0]['args']['model']).name}: {len(paths)} sweeps merged")
     print(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'} ({len(rows)} rows)")
+
+
+def _setting(row: dict) -> tuple:
+    s = row["settings"]
+    return s.get("solver", "dpm++2m"), s["num_inference_steps"], s["guidance_scale"], s["adapter_scale"]
+
+
+def seed_table(specs: list[str], yardstick: int = 0) -> None:
+    """Print mean ± SD over training seeds per setting, and the adapter's paired gain (scale a − scale 0 at the
+    same w, per seed) where every seed swept adapter scale 0 at that w."""
+    import math
+
+    import numpy as np
+
+    per_seed = {}  # seed -> {setting: row}
+    reals = {}
+    for spec in specs:
+        name, _, files = spec.partition("=")
+        if not files:
+            raise SystemExit(f"error: give --seed-table entries as SEED=SWEEP.json[,...], got {spec!r}")
+        rows = {}
+        for path in (f for f in files.split(",") if f.strip()):
+            sweep = json.loads(Path(path).read_text())
+            judges = list(sweep.get("yardsticks", {}).values()) or [{"real": sweep["real"], "rows": sweep["rows"]}]
+            if yardstick >= len(judges):
+                raise SystemExit(f"error: {path} has {len(judges)} yardstick(s), --yardstick {yardstick} asked")
+            reals.setdefault(name, set()).add(round(judges[yardstick]["real"]["mauc"], 6))
+            rows.update({_setting(r): r for r in judges[yardstick]["rows"]})
+        per_seed[name] = rows
+    if len({v for vs in reals.values() for v in vs}) != 1:
+        raise SystemExit(f"error: the sweeps were scored against different real images or classifiers ({reals}); "
+                         f"one reference set and yardstick only")
+    real = next(iter(next(iter(reals.values()))))
+    common = sorted(set.intersection(*(set(rows) for rows in per_seed.values())),
+                    key=lambda k: (k[0], k[1], k[3], k[2]))  # solver, steps, adapter scale, w
+
+    def mean_sd(values):
+        arr = np.asarray(values, dtype=np.float64)
+        return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else math.nan
+
+    seeds = list(per_seed)
+    print(f"{len(seeds)} training seeds ({', '.join(seeds)}); the yardstick reads {real:.3f} from the real images\n")
+    print("| solver | steps | w | adapter | mAUC mean ± SD | FID mean ± SD | per seed mAUC | adapter gain vs scale 0 "
+          "(mean ± SD; mean / SD) |\n|---|---:|---:|---:|---|---|---|---|")
+    for key in common:
+        rows = [per_seed[s][key] for s in seeds]
+        m, sd = mean_sd([r["mauc"] for r in rows])
+        fid = [r["fid"] for r in rows if r.get("fid") is not None]
+        fid_cell = "%.2f ± %.2f" % mean_sd(fid) if len(fid) == len(rows) else "-"
+        off = (*key[:3], 0.0)
+        gain = "-"
+        if key[3] != 0 and off in common:
+            g, gsd = mean_sd([per_seed[s][key]["mauc"] - per_seed[s][off]["mauc"] for s in seeds])
+            gain = f"{g:+.3f} ± {gsd:.3f}; {g / gsd:.1f}" if gsd > 0 else f"{g:+.3f}"
+        each = " / ".join(f"{r['mauc']:.3f}" for r in rows)
+        print(f"| {key[0]} | {key[1]} | {key[2]:g} | {key[3]:g} | {m:.3f} ± {sd:.3f} | {fid_cell} | {each} | {gain} |")
 
 
 def _axes():
