@@ -81,6 +81,12 @@ def test_guided_target_is_the_pipelines_classifier_free_guidance():
                               empty.expand_as(knowledge))
     torch.testing.assert_close(target, eps_u + w.view(-1, 1, 1, 1) * (eps_c - eps_u), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(target[0], eps_c[0], atol=1e-5, rtol=1e-5)  # w = 1: the conditional branch
+    # the adapter at another scale (a teacher whose default adapter scale is 2 is distilled at 2)
+    scaled = guided_target(pipe.denoiser, pipe.knowledge_adapter, x, t, report, knowledge, empty, w, adapter_scale=2.0)
+    with torch.no_grad():
+        eps_c2 = predict_noise(pipe.denoiser, x, t, report, pipe.knowledge_adapter, knowledge, conditioning_scale=2.0)
+    torch.testing.assert_close(scaled[0], eps_c2[0], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(scaled, target, atol=1e-4)
 
 
 def test_distilled_pipeline_needs_one_forward_per_step(distilled, teacher_dir):

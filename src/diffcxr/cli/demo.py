@@ -182,17 +182,19 @@ def adherence_summary(result: dict) -> str:
 
     m = result["model"]
     per = m["images_per_report"]
+    trained = f"generated, as trained (w {m['settings']['guidance_scale']:g}, adapter {m['settings']['adapter_scale']:g}):"
     lines = [f"[demo] adherence on {m['n_reports']} fresh phantom reports × {per} image{'s' if per != 1 else ''} "
              f"(mAUC of the demo's classifier against each image's report; 95 % interval over reports):",
-             f"  generated, as trained (guidance {m['settings']['guidance_scale']:g}, adapter "
-             f"{m['settings']['adapter_scale']:g}): {fmt(m)}",
+             f"  {trained:<40}{fmt(m)}",
              f"  generated, no knowledge adapter:        {fmt(result['no_adapter'])}",
              f"  generated, no guidance (w = 1):         {fmt(result['guidance_1'])}",
              f"  real phantoms of the same reports:      {fmt(result['real'])}"]
     gains = result.get("gain", {})
     for key, what in (("over_no_adapter", "the knowledge adapter adds"), ("over_guidance_1", "guidance adds")):
         if key in gains:
-            lines.append(f"  {what + ' (paired: same reports and noise):':<48}{fmt(gains[key], 'delta', '+')} mAUC")
+            lines.append(f"  {what + ' (paired*):':<40}{fmt(gains[key], 'delta', '+')}")
+    if gains:
+        lines.append("  * mAUC differences over the same reports and noise; each interval resamples reports for both arms")
     return "\n".join(lines)
 
 

@@ -5,8 +5,9 @@ The teacher is an exported pipeline (``diffcxr train all``): its base U-ViT and 
 The student is a copy of the teacher's U-ViT with a guidance-weight embedding added to its time token
 (``UViT(guidance_embedding=True)``; the embedding's last layer starts at zero, so the fresh student *is* the
 teacher's conditional branch). Each step draws noisy latents, timesteps and a guidance weight
-``w ~ U[guidance_min, guidance_max]`` per sample, and trains the student (with the teacher's frozen adapter, so
-the knowledge path is unchanged) to predict the teacher's guided noise::
+``w ~ U[guidance_min, guidance_max]`` per sample, and trains the student (with the teacher's frozen adapter at
+the teacher's ``default_adapter_scale``, so the knowledge path is unchanged) to predict the teacher's guided
+noise::
 
     target = ε_u + w · (ε_c − ε_u)         (teacher: base + adapter, unconditional = the empty prompt for both)
     loss   = ‖ student(x_t, t, report, w) + adapter residuals − target ‖²
@@ -50,18 +51,20 @@ SIGMA_DATA = 0.5
 
 
 class GuidedStudent(nn.Module):
-    """Trainable guidance-conditioned U-ViT + the teacher's frozen knowledge adapter → guided ε (one module, so
-    DDP sees the student's parameters)."""
+    """Trainable guidance-conditioned U-ViT + the teacher's frozen knowledge adapter (at ``adapter_scale``) →
+    guided ε (one module, so DDP sees the student's parameters)."""
 
-    def __init__(self, student, adapter=None):
+    def __init__(self, student, adapter=None, adapter_scale: float = 1.0):
         super().__init__()
         self.student = student
         self.adapter = adapter
+        self.adapter_scale = adapter_scale
 
     def forward(self, noisy, timesteps, report, knowledge, guidance):
         from diffcxr.models.knowledge_adapter import predict_noise
 
-        return predict_noise(self.student, noisy, timesteps, report, self.adapter, knowledge, guidance=guidance)
+        return predict_noise(self.student, noisy, timesteps, report, self.adapter, knowledge,
+                             conditioning_scale=self.adapter_scale, guidance=guidance)
 
 
 def load_teacher(path):
@@ -102,15 +105,17 @@ def student_from_teacher(denoiser):
 
 
 @torch.no_grad()
-def guided_target(denoiser, adapter, noisy, timesteps, report, knowledge, empty, guidance) -> torch.Tensor:
+def guided_target(denoiser, adapter, noisy, timesteps, report, knowledge, empty, guidance,
+                  adapter_scale: float = 1.0) -> torch.Tensor:
     """The teacher's classifier-free-guided ε ``ε_u + w·(ε_c − ε_u)`` for a batch: ``noisy`` (B, C, h, w),
     ``timesteps`` (B,), ``report`` / ``knowledge`` (B, 77, d), ``empty`` the empty-prompt tokens (1, 77, d),
-    ``guidance`` (B,) weights. One doubled forward, like the pipeline's."""
+    ``guidance`` (B,) weights, the adapter at ``adapter_scale``. One doubled forward, like the pipeline's."""
     from diffcxr.models.knowledge_adapter import predict_noise
 
     uncond = empty.to(report.dtype).expand_as(report)
     eps = predict_noise(denoiser, torch.cat([noisy, noisy]), torch.cat([timesteps, timesteps]),
-                        torch.cat([uncond, report]), adapter, torch.cat([uncond, knowledge])).float()
+                        torch.cat([uncond, report]), adapter, torch.cat([uncond, knowledge]),
+                        conditioning_scale=adapter_scale).float()
     eps_u, eps_c = eps.chunk(2)
     return eps_u + guidance.view(-1, 1, 1, 1) * (eps_c - eps_u)
 
@@ -196,9 +201,10 @@ def train_distill(run: RunConfig, data_spec: str, out_root, *, teacher: str | No
     empty = cache.empty.to(session.device)
     noise_schedule = training_scheduler(teacher_pipe.scheduler.config)  # the schedule the teacher trained with
     adapter = teacher_pipe.knowledge_adapter
+    adapter_scale = teacher_pipe.default_adapter_scale  # the student learns the teacher as it samples by default
     torch.manual_seed(run.seed)
     student = student_from_teacher(teacher_pipe.denoiser)
-    objective = GuidedStudent(student, adapter)
+    objective = GuidedStudent(student, adapter, adapter_scale)
     optimizer = session.optimizer(student.parameters())
     scheduler = session.lr_scheduler(optimizer)
     objective, optimizer = acc.prepare(objective, optimizer)
@@ -207,7 +213,7 @@ def train_distill(run: RunConfig, data_spec: str, out_root, *, teacher: str | No
     models = {"student": student}
     if consistency:  # the EMA target copy of the student whose consistency function the student matches
         target_net = copy.deepcopy(student).requires_grad_(False).eval()
-        target_objective = GuidedStudent(target_net, adapter)
+        target_objective = GuidedStudent(target_net, adapter, adapter_scale)
         models["target"] = target_net
         alphas_cumprod = noise_schedule.alphas_cumprod.to(session.device)
         grid = ddim_timestep_grid(noise_schedule.config.num_train_timesteps, cfg.num_ddim_timesteps)
@@ -228,7 +234,7 @@ def train_distill(run: RunConfig, data_spec: str, out_root, *, teacher: str | No
             guidance = (w_low + w_span * torch.rand(latents.shape[0], generator=g)).to(session.device)
             with acc.autocast():
                 target = guided_target(teacher_pipe.denoiser, adapter, noisy, timesteps, report, knowledge, empty,
-                                       guidance)
+                                       guidance, adapter_scale)
                 if consistency:
                     with torch.no_grad():
                         prev = (timesteps - skip).clamp(min=0)
