@@ -174,7 +174,8 @@ def measure_demo_adherence(model_dir, records, cfg, size: int, steps: int, seed:
 
 
 def adherence_summary(result: dict) -> str:
-    """The lines the demo prints: mAUC [95 % interval] per arm, and the yardstick on real phantoms."""
+    """The lines the demo prints: mAUC [95 % interval] per arm, the yardstick on real phantoms, and the paired
+    gains of the adapter and of guidance."""
 
     def fmt(r, key="mauc", sign=""):
         ci = r.get("interval")
