@@ -172,7 +172,7 @@ def seed_table(specs: list[str], yardstick: int = 0) -> None:
     import numpy as np
 
     per_seed = {}  # seed -> {setting: row}
-    reals = {}
+    reals = set()  # the yardstick's mAUC on the real images of each sweep: one value if all are comparable
     for spec in specs:
         name, _, files = spec.partition("=")
         if not files:
@@ -183,13 +183,13 @@ def seed_table(specs: list[str], yardstick: int = 0) -> None:
             judges = list(sweep.get("yardsticks", {}).values()) or [{"real": sweep["real"], "rows": sweep["rows"]}]
             if yardstick >= len(judges):
                 raise SystemExit(f"error: {path} has {len(judges)} yardstick(s), --yardstick {yardstick} asked")
-            reals.setdefault(name, set()).add(round(judges[yardstick]["real"]["mauc"], 6))
+            reals.add(round(judges[yardstick]["real"]["mauc"], 6))
             rows.update({_setting(r): r for r in judges[yardstick]["rows"]})
         per_seed[name] = rows
-    if len({v for vs in reals.values() for v in vs}) != 1:
-        raise SystemExit(f"error: the sweeps were scored against different real images or classifiers ({reals}); "
-                         f"one reference set and yardstick only")
-    real = next(iter(next(iter(reals.values()))))
+    if len(reals) != 1:
+        raise SystemExit(f"error: the sweeps were scored against different real images or classifiers (real mAUC "
+                         f"{sorted(reals)}); one reference set and yardstick only")
+    real = reals.pop()
     common = sorted(set.intersection(*(set(rows) for rows in per_seed.values())),
                     key=lambda k: (k[0], k[1], k[3], k[2]))  # solver, steps, adapter scale, w
 

@@ -158,11 +158,9 @@ class AppGenerator:
         from diffcxr.pipelines.outputs import save_generated
 
         report = validate_report(report)
-        defaults = self.defaults()
-        steps = defaults["steps"] if steps is None else steps
-        guidance = defaults["guidance"] if guidance is None else guidance
-        adapter_scale = defaults["adapter_scale"] if adapter_scale is None else adapter_scale
-        n, steps, seed = int(n), int(steps), int(seed)
+        n, seed = int(n), int(seed)
+        steps = int(self.pipeline(precision).default_inference_steps if steps is None else steps)
+        guidance, adapter_scale = self.pipeline(precision).sampling_scales(guidance, adapter_scale)
         if not 1 <= n <= MAX_IMAGES:
             raise DiffCXRError(f"number of images must be 1..{MAX_IMAGES}, got {n}")
         if not 1 <= steps <= 1000 or seed < 0:

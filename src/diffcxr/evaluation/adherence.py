@@ -153,8 +153,7 @@ def generate_and_score(pipe, records, classifier, *, images_per_report: int = 2,
                        extractor=None, real_stats=None) -> tuple[dict, GeneratedSet]:
     """:func:`generated_adherence`'s result and the :class:`GeneratedSet` it scored (to compare with another
     setting on the same reports and noise: :func:`adherence_gain`)."""
-    guidance_scale = pipe.default_guidance_scale if guidance_scale is None else guidance_scale
-    adapter_scale = pipe.default_adapter_scale if adapter_scale is None else adapter_scale
+    guidance_scale, adapter_scale = pipe.sampling_scales(guidance_scale, adapter_scale)
     generated = generate_for_records(
         pipe, records, images_per_report=images_per_report, num_inference_steps=num_inference_steps,
         guidance_scale=guidance_scale, adapter_scale=adapter_scale, seed=seed, reports_per_batch=reports_per_batch,

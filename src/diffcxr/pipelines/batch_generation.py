@@ -165,11 +165,10 @@ def generate_to_folder(pipe, items: Iterable[ReportItem], out_dir: str | Path, s
     from diffcxr.models.diffusion import resolve_solver, solver_scheduler
 
     # what actually runs, recorded as such (a default and its explicit value are the same run for --resume)
+    guidance, adapter_scale = pipe.sampling_scales(settings.guidance, settings.adapter_scale)
     settings = replace(settings, solver=resolve_solver(settings.solver, pipe.scheduler),
-                       steps=settings.steps or pipe.default_inference_steps,
-                       guidance=pipe.default_guidance_scale if settings.guidance is None else settings.guidance,
-                       adapter_scale=pipe.default_adapter_scale if settings.adapter_scale is None
-                       else settings.adapter_scale)
+                       steps=settings.steps or pipe.default_inference_steps, guidance=guidance,
+                       adapter_scale=adapter_scale)
     state = state or PartialState(cpu=not torch.cuda.is_available())
     rank, world = state.process_index, state.num_processes
     out_dir, model_dir = Path(out_dir), Path(model_dir)

@@ -110,6 +110,13 @@ class DiffCXRPipeline(DiffusionPipeline):
         """Knowledge adapter scale of a call that does not say: the training config's choice (1 when not recorded)."""
         return float(self.config.get("default_adapter_scale", 1.0))
 
+    def sampling_scales(self, guidance_scale: float | None = None,
+                        adapter_conditioning_scale: float | None = None) -> tuple[float, float]:
+        """``(w, adapter scale)`` a call with these arguments samples at: each given value, else this pipeline's
+        default (:attr:`default_guidance_scale`, :attr:`default_adapter_scale`)."""
+        return (self.default_guidance_scale if guidance_scale is None else float(guidance_scale),
+                self.default_adapter_scale if adapter_conditioning_scale is None else float(adapter_conditioning_scale))
+
     @property
     def guidance_distilled(self) -> bool:
         """True for a guidance-distilled denoiser (``diffcxr train distill``): one forward per step at any w."""
@@ -239,10 +246,7 @@ class DiffCXRPipeline(DiffusionPipeline):
         device = self._execution_device
         if num_inference_steps is None:
             num_inference_steps = self.default_inference_steps
-        if guidance_scale is None:
-            guidance_scale = self.default_guidance_scale
-        if adapter_conditioning_scale is None:
-            adapter_conditioning_scale = self.default_adapter_scale
+        guidance_scale, adapter_conditioning_scale = self.sampling_scales(guidance_scale, adapter_conditioning_scale)
         if num_images_per_prompt < 1 or num_inference_steps < 1:
             raise DiffCXRError("num_images_per_prompt and num_inference_steps must be >= 1")
         if output_type not in ("pil", "np", "pt", "latent"):
