@@ -14,7 +14,8 @@ the rows of earlier sweeps of one model together (for settings swept in several 
 ``--seed-table SEED=A,B ...`` reads the sweeps of several training seeds of one config (the same reports,
 noise and yardstick; ``A,B`` the sweep files of one seed) and prints, per setting swept in every seed, mAUC
 and FID as mean ± SD over seeds, and the paired gain of the knowledge adapter (the same w at adapter scale 0,
-per seed, then mean ± SD) in units of its SD.
+per seed, then mean ± SD, and each seed's value). ``--baseline SEED=A,B ...`` (the same for another arm, e.g. an
+ablation) adds that arm's mean ± SD per common setting and the difference in units of the larger SD.
 
     .venv/bin/python benchmarks/adherence_sweep.py --model runs/demo/model/pipeline \\
         --classifier runs/demo/model/classifier --data phantom:runs/demo/phantoms-eval --out runs/sweep-demo
@@ -23,7 +24,7 @@ per seed, then mean ± SD) in units of its SD.
     .venv/bin/python benchmarks/adherence_sweep.py --merge runs/sweep-a/sweep.json,runs/sweep-b/sweep.json \
         --out runs/sweep-ab
     .venv/bin/python benchmarks/adherence_sweep.py --seed-table s1=runs/sweep-s1/sweep.json,runs/sweep-s1-off/sweep.json \
-        s2=runs/sweep-s2/sweep.json,runs/sweep-s2-off/sweep.json [--yardstick 1]
+        s2=runs/sweep-s2/sweep.json,runs/sweep-s2-off/sweep.json [--yardstick 1] [--baseline s1=... s2=...]
 """
 
 from __future__ import annotations
@@ -59,11 +60,13 @@ def main() -> None:
     ap.add_argument("--merge", help="comma-separated sweep.json files to plot together (no generation)")
     ap.add_argument("--seed-table", nargs="+", metavar="SEED=SWEEP.json[,...]",
                     help="mean ± SD over training seeds of earlier sweeps (no generation)")
+    ap.add_argument("--baseline", nargs="+", metavar="SEED=SWEEP.json[,...]",
+                    help="with --seed-table: another arm's sweeps (e.g. an ablation) to compare with, per setting")
     ap.add_argument("--yardstick", type=int, default=0,
                     help="with --seed-table: which classifier of the sweeps' --classifier list (default 0, the first)")
     args = ap.parse_args()
     if args.seed_table:
-        return seed_table(args.seed_table, args.yardstick)
+        return seed_table(args.seed_table, args.yardstick, args.baseline)
     if not args.out:
         ap.error("--out is required (except with --seed-table)")
     if args.merge:
@@ -164,19 +167,15 @@ def _setting(row: dict) -> tuple:
     return s.get("solver", "dpm++2m"), s["num_inference_steps"], s["guidance_scale"], s["adapter_scale"]
 
 
-def seed_table(specs: list[str], yardstick: int = 0) -> None:
-    """Print mean ± SD over training seeds per setting, and the adapter's paired gain (scale a − scale 0 at the
-    same w, per seed) where every seed swept adapter scale 0 at that w."""
-    import math
-
-    import numpy as np
-
-    per_seed = {}  # seed -> {setting: row}
-    reals = set()  # the yardstick's mAUC on the real images of each sweep: one value if all are comparable
+def _read_seed_sweeps(specs: list[str], yardstick: int) -> tuple[dict, float]:
+    """``{seed: {setting: row}}`` from ``SEED=A.json,B.json`` entries, and the yardstick's real-image mAUC (one value:
+    every sweep must be scored against the same real images and classifier)."""
+    per_seed = {}
+    reals = set()
     for spec in specs:
         name, _, files = spec.partition("=")
         if not files:
-            raise SystemExit(f"error: give --seed-table entries as SEED=SWEEP.json[,...], got {spec!r}")
+            raise SystemExit(f"error: give seed-table entries as SEED=SWEEP.json[,...], got {spec!r}")
         rows = {}
         for path in (f for f in files.split(",") if f.strip()):
             sweep = json.loads(Path(path).read_text())
@@ -189,30 +188,79 @@ def seed_table(specs: list[str], yardstick: int = 0) -> None:
     if len(reals) != 1:
         raise SystemExit(f"error: the sweeps were scored against different real images or classifiers (real mAUC "
                          f"{sorted(reals)}); one reference set and yardstick only")
-    real = reals.pop()
+    return per_seed, reals.pop()
+
+
+def _mean_sd(values) -> tuple[float, float]:
+    import math
+
+    import numpy as np
+
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else math.nan
+
+
+def _gain_cell(gains: list[float]) -> str:
+    """Mean ± SD of per-seed differences, and each seed's value (with 2 seeds an SD says little on its own)."""
+    g, gsd = _mean_sd(gains)
+    each = " / ".join(f"{x:+.3f}" for x in gains)
+    return f"{g:+.3f} ± {gsd:.3f} ({each})" if len(gains) > 1 else f"{g:+.3f}"
+
+
+def seed_table(specs: list[str], yardstick: int = 0, baseline: list[str] | None = None) -> None:
+    """Print mean ± SD over training seeds per setting, and the adapter's paired gain (scale a − scale 0 at the
+    same w, per seed) where every seed swept adapter scale 0 at that w. With ``baseline`` (the same kind of
+    entries for another arm, e.g. an ablation), also that arm's mean ± SD at each setting swept by both, and the
+    difference (this arm − baseline) in units of the larger of the two arms' SDs over seeds."""
+    per_seed, real = _read_seed_sweeps(specs, yardstick)
     common = sorted(set.intersection(*(set(rows) for rows in per_seed.values())),
                     key=lambda k: (k[0], k[1], k[3], k[2]))  # solver, steps, adapter scale, w
-
-    def mean_sd(values):
-        arr = np.asarray(values, dtype=np.float64)
-        return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else math.nan
-
     seeds = list(per_seed)
     print(f"{len(seeds)} training seeds ({', '.join(seeds)}); the yardstick reads {real:.3f} from the real images\n")
     print("| solver | steps | w | adapter | mAUC mean ± SD | FID mean ± SD | per seed mAUC | adapter gain vs scale 0 "
-          "(mean ± SD; mean / SD) |\n|---|---:|---:|---:|---|---|---|---|")
+          "(mean ± SD; per seed) |\n|---|---:|---:|---:|---|---|---|---|")
     for key in common:
         rows = [per_seed[s][key] for s in seeds]
-        m, sd = mean_sd([r["mauc"] for r in rows])
+        m, sd = _mean_sd([r["mauc"] for r in rows])
         fid = [r["fid"] for r in rows if r.get("fid") is not None]
-        fid_cell = "%.2f ± %.2f" % mean_sd(fid) if len(fid) == len(rows) else "-"
+        fid_cell = "%.2f ± %.2f" % _mean_sd(fid) if len(fid) == len(rows) else "-"
         off = (*key[:3], 0.0)
         gain = "-"
         if key[3] != 0 and off in common:
-            g, gsd = mean_sd([per_seed[s][key]["mauc"] - per_seed[s][off]["mauc"] for s in seeds])
-            gain = f"{g:+.3f} ± {gsd:.3f}; {g / gsd:.1f}" if gsd > 0 else f"{g:+.3f}"
+            gain = _gain_cell([per_seed[s][key]["mauc"] - per_seed[s][off]["mauc"] for s in seeds])
         each = " / ".join(f"{r['mauc']:.3f}" for r in rows)
         print(f"| {key[0]} | {key[1]} | {key[2]:g} | {key[3]:g} | {m:.3f} ± {sd:.3f} | {fid_cell} | {each} | {gain} |")
+    if baseline:
+        compare_arms(per_seed, real, baseline, yardstick)
+
+
+def compare_arms(per_seed: dict, real: float, baseline: list[str], yardstick: int) -> None:
+    """This arm against a baseline arm at every setting both swept: mAUC and FID mean ± SD of each, the difference
+    of the means, and that difference ÷ the larger SD (the ">2 SD" criterion of an ablation table)."""
+    base_seed, base_real = _read_seed_sweeps(baseline, yardstick)
+    if round(base_real, 6) != round(real, 6):
+        raise SystemExit(f"error: the baseline sweeps were scored against other real images or another classifier "
+                         f"(real mAUC {base_real:.3f} vs {real:.3f})")
+    mine = set.intersection(*(set(rows) for rows in per_seed.values()))
+    theirs = set.intersection(*(set(rows) for rows in base_seed.values()))
+    both = sorted(mine & theirs, key=lambda k: (k[0], k[1], k[3], k[2]))
+    if not both:
+        raise SystemExit("error: the two arms have no setting (solver, steps, w, adapter scale) in common")
+    print(f"\nagainst the baseline arm ({len(base_seed)} seeds: {', '.join(base_seed)})\n")
+    print("| solver | steps | w | adapter | mAUC this arm | mAUC baseline | difference (÷ larger SD) | FID this arm | "
+          "FID baseline |\n|---|---:|---:|---:|---|---|---|---|---|")
+    for key in both:
+        a = [rows[key] for rows in per_seed.values()]
+        b = [rows[key] for rows in base_seed.values()]
+        (ma, sa), (mb, sb) = _mean_sd([r["mauc"] for r in a]), _mean_sd([r["mauc"] for r in b])
+        spread = max(sa, sb)
+        ratio = f" ({(ma - mb) / spread:+.1f} SD)" if spread > 0 else ""
+        fids = []
+        for rows in (a, b):
+            values = [r["fid"] for r in rows if r.get("fid") is not None]
+            fids.append("%.2f ± %.2f" % _mean_sd(values) if len(values) == len(rows) else "-")
+        print(f"| {key[0]} | {key[1]} | {key[2]:g} | {key[3]:g} | {ma:.3f} ± {sa:.3f} | {mb:.3f} ± {sb:.3f} | "
+              f"{ma - mb:+.3f}{ratio} | {fids[0]} | {fids[1]} |")
 
 
 def _axes():

@@ -17,7 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="grid rows: a normal report, then effusion, cardiomegaly, pneumothorax, edema, devices "
                              "(default 6)")
     parser.add_argument("--images-per-report", type=count, default=2, help="generated images per report (default 2)")
-    parser.add_argument("--steps", type=count, default=25, help="sampling steps (default 25)")
+    parser.add_argument("--steps", type=count, default=15,
+                        help="sampling steps for the grid and the adherence measurement (default 15: DPM-Solver++ "
+                             "gave the same mAUC as with 25)")
     parser.add_argument("-c", "--config", default="demo", help="training config (default: demo, shipped in the package)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, repeatable (e.g. --set base.max_steps=2000)")
