@@ -11,7 +11,7 @@ HELP = "end-to-end demo in minutes on a CPU: make phantoms, train all stages, ge
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    parser.add_argument("--n", type=count, default=400, help="number of phantoms to train on (default 400)")
+    parser.add_argument("--n", type=count, default=800, help="number of phantoms to train on (default 800)")
     parser.add_argument("--size", type=count, default=64, help="phantom image size (default 64; must match the config)")
     parser.add_argument("--reports", type=count, default=6,
                         help="grid rows: a normal report, then effusion, cardiomegaly, pneumothorax, edema, devices "
