@@ -200,6 +200,12 @@ def _mean_sd(values) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else math.nan
 
 
+def _fid_cell(rows: list[dict]) -> str:
+    """FID mean ± SD over seeds, or "-" when a sweep did not compute it."""
+    values = [r["fid"] for r in rows if r.get("fid") is not None]
+    return "%.2f ± %.2f" % _mean_sd(values) if len(values) == len(rows) else "-"
+
+
 def _gain_cell(gains: list[float]) -> str:
     """Mean ± SD of per-seed differences, and each seed's value (with 2 seeds an SD says little on its own)."""
     g, gsd = _mean_sd(gains)
@@ -222,14 +228,12 @@ def seed_table(specs: list[str], yardstick: int = 0, baseline: list[str] | None 
     for key in common:
         rows = [per_seed[s][key] for s in seeds]
         m, sd = _mean_sd([r["mauc"] for r in rows])
-        fid = [r["fid"] for r in rows if r.get("fid") is not None]
-        fid_cell = "%.2f ± %.2f" % _mean_sd(fid) if len(fid) == len(rows) else "-"
         off = (*key[:3], 0.0)
         gain = "-"
         if key[3] != 0 and off in common:
             gain = _gain_cell([per_seed[s][key]["mauc"] - per_seed[s][off]["mauc"] for s in seeds])
         each = " / ".join(f"{r['mauc']:.3f}" for r in rows)
-        print(f"| {key[0]} | {key[1]} | {key[2]:g} | {key[3]:g} | {m:.3f} ± {sd:.3f} | {fid_cell} | {each} | {gain} |")
+        print(f"| {key[0]} | {key[1]} | {key[2]:g} | {key[3]:g} | {m:.3f} ± {sd:.3f} | {_fid_cell(rows)} | {each} | {gain} |")
     if baseline:
         compare_arms(per_seed, real, baseline, yardstick)
 
@@ -255,12 +259,8 @@ def compare_arms(per_seed: dict, real: float, baseline: list[str], yardstick: in
         (ma, sa), (mb, sb) = _mean_sd([r["mauc"] for r in a]), _mean_sd([r["mauc"] for r in b])
         spread = max(sa, sb)
         ratio = f" ({(ma - mb) / spread:+.1f} SD)" if spread > 0 else ""
-        fids = []
-        for rows in (a, b):
-            values = [r["fid"] for r in rows if r.get("fid") is not None]
-            fids.append("%.2f ± %.2f" % _mean_sd(values) if len(values) == len(rows) else "-")
         print(f"| {key[0]} | {key[1]} | {key[2]:g} | {key[3]:g} | {ma:.3f} ± {sa:.3f} | {mb:.3f} ± {sb:.3f} | "
-              f"{ma - mb:+.3f}{ratio} | {fids[0]} | {fids[1]} |")
+              f"{ma - mb:+.3f}{ratio} | {_fid_cell(a)} | {_fid_cell(b)} |")
 
 
 def _axes():

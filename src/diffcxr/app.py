@@ -159,8 +159,10 @@ class AppGenerator:
 
         report = validate_report(report)
         n, seed = int(n), int(seed)
-        steps = int(self.pipeline(precision).default_inference_steps if steps is None else steps)
-        guidance, adapter_scale = self.pipeline(precision).sampling_scales(guidance, adapter_scale)
+        with self._lock:
+            pipe = self.pipeline(precision)
+        steps = int(pipe.default_inference_steps if steps is None else steps)
+        guidance, adapter_scale = pipe.sampling_scales(guidance, adapter_scale)
         if not 1 <= n <= MAX_IMAGES:
             raise DiffCXRError(f"number of images must be 1..{MAX_IMAGES}, got {n}")
         if not 1 <= steps <= 1000 or seed < 0:
@@ -169,7 +171,6 @@ class AppGenerator:
         from diffcxr.models.diffusion import resolve_solver, solver_scheduler
 
         with self._lock:
-            pipe = self.pipeline(precision)
             solver = resolve_solver(solver, pipe.scheduler)
             pipe.scheduler = solver_scheduler(solver, pipe.scheduler.config)
             self._runs += 1
@@ -181,12 +182,12 @@ class AppGenerator:
                 def callback(_pipe, i, _t, kwargs):
                     on_step(i + 1, steps)
                     return kwargs
-            result = pipe(report, num_images_per_prompt=n, num_inference_steps=steps, guidance_scale=float(guidance),
-                          adapter_conditioning_scale=float(adapter_scale), labels=forced or None, output_type="np",
+            result = pipe(report, num_images_per_prompt=n, num_inference_steps=steps, guidance_scale=guidance,
+                          adapter_conditioning_scale=adapter_scale, labels=forced or None, output_type="np",
                           generator=[torch.Generator().manual_seed(seed + k) for k in range(n)], progress=False,
                           callback_on_step_end=callback)
-            settings = {"steps": steps, "solver": solver, "guidance_scale": float(guidance), "adapter_conditioning_scale":
-                        float(adapter_scale), "dtype": precision, "device": self.device, "app": True}
+            settings = {"steps": steps, "solver": solver, "guidance_scale": guidance, "adapter_conditioning_scale":
+                        adapter_scale, "dtype": precision, "device": self.device, "app": True}
             images, files = [], []
             for k in range(n):
                 written = save_generated(result.images[k][..., 0], out_dir, f"report_{k:02d}", report=report,
