@@ -54,6 +54,9 @@ def main() -> None:
     ap.add_argument("--steps", default="20", help="solver steps, one or a comma-separated list (default 20)")
     ap.add_argument("--solvers", default="dpm++2m",
                     help="comma-separated diffusers solvers (diffcxr.models.diffusion.SOLVERS; default dpm++2m)")
+    ap.add_argument("--checkpoint", default="",
+                    help="comma-separated base/adapter training checkpoints whose EMA weights replace the pipeline's "
+                         "denoiser / knowledge adapter (score a run at an intermediate step: learning curves)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
@@ -83,6 +86,7 @@ def main() -> None:
     from diffcxr.metrics.extractors import cxr_extractor
     from diffcxr.models.diffusion import solver_scheduler
     from diffcxr.pipelines import DiffCXRPipeline
+    from diffcxr.training.pipeline_export import load_training_checkpoint
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -92,6 +96,11 @@ def main() -> None:
                                                 derive_labels=True) if r.report]
     records = records[: args.n_reports]
     pipe = DiffCXRPipeline.from_pretrained(args.model)
+    checkpoints = {}  # component -> step
+    for folder in (v.strip() for v in args.checkpoint.split(",") if v.strip()):
+        component, step = load_training_checkpoint(pipe, folder)
+        checkpoints[component] = step
+        print(f"{component}: weights of {folder} (step {step})", flush=True)
     size = pipe.image_size
     judges = {}  # classifier folder -> (classifier, feature extractor, real-image result, real feature stats)
     for folder in (v.strip() for v in args.classifier.split(",") if v.strip()):
@@ -118,7 +127,8 @@ def main() -> None:
                 for guidance in _floats(args.guidance):
                     t0 = time.perf_counter()
                     settings = {"num_inference_steps": steps, "guidance_scale": guidance,
-                                "adapter_scale": adapter_scale, "seed": args.seed, "solver": solver}
+                                "adapter_scale": adapter_scale, "seed": args.seed, "solver": solver,
+                                **({"checkpoints": checkpoints} if checkpoints else {})}
                     images, labels, groups = generate_for_records(
                         pipe, records, images_per_report=args.images_per_report, num_inference_steps=steps,
                         guidance_scale=guidance, adapter_scale=adapter_scale, seed=args.seed)
@@ -164,7 +174,8 @@ def merge(paths: list[str], out: Path) -> None:
 
 def _setting(row: dict) -> tuple:
     s = row["settings"]
-    return s.get("solver", "dpm++2m"), s["num_inference_steps"], s["guidance_scale"], s["adapter_scale"]
+    return (s.get("solver", "dpm++2m"), s["num_inference_steps"], s["guidance_scale"], s["adapter_scale"],
+            tuple(sorted(s.get("checkpoints", {}).items())))
 
 
 def _read_seed_sweeps(specs: list[str], yardstick: int) -> tuple[dict, float]:

@@ -79,6 +79,34 @@ def test_exported_pipeline_samples_with_its_configs_guidance_and_adapter_scale(t
     assert not torch.equal(implicit, draw(guidance_scale=3.0, adapter_conditioning_scale=1.0))
 
 
+def test_training_checkpoints_load_into_the_pipeline(trained_all):
+    """A base or adapter checkpoint's EMA weights are what the stage exported (learning curves score them)."""
+    from diffcxr.errors import DiffCXRError
+    from diffcxr.pipelines import DiffCXRPipeline
+    from diffcxr.training.pipeline_export import load_training_checkpoint
+
+    pipe = DiffCXRPipeline.from_pretrained(trained_all / "pipeline")
+    for stage, component in (("base", "denoiser"), ("adapter", "knowledge_adapter")):
+        module = getattr(pipe, component)
+        exported = {k: v.clone() for k, v in module.state_dict().items()}
+        with torch.no_grad():
+            for p in module.parameters():
+                p.zero_()
+        checkpoint = trained_all / stage / "checkpoints" / "checkpoint-00000002"
+        assert load_training_checkpoint(pipe, checkpoint) == (component, 2)
+        loaded = module.state_dict()
+        assert all(torch.equal(loaded[k], v) for k, v in exported.items()), stage
+        load_training_checkpoint(pipe, checkpoint, use_ema=False)  # the raw weights: not the EMA ones
+        assert any(not torch.equal(module.state_dict()[k], v) for k, v in exported.items()), stage
+    with pytest.raises(DiffCXRError, match="not a training checkpoint"):
+        load_training_checkpoint(pipe, trained_all / "pipeline")
+    with pytest.raises(DiffCXRError, match="only base"):
+        load_training_checkpoint(pipe, trained_all / "vae" / "checkpoints" / "checkpoint-00000002")
+    pipe.knowledge_adapter = None
+    with pytest.raises(DiffCXRError, match="no knowledge adapter"):
+        load_training_checkpoint(pipe, trained_all / "adapter" / "checkpoints" / "checkpoint-00000002")
+
+
 def test_exported_pipeline_says_what_it_was_trained_on(trained_all, phantom_dir):  # noqa: F811
     card = json.loads((trained_all / "pipeline" / "training_data.json").read_text())
     assert set(card["components"]) == {"vae", "report_encoder", "denoiser", "knowledge_adapter"}

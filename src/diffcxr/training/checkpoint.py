@@ -20,7 +20,7 @@ from diffcxr.errors import DiffCXRError
 logger = logging.getLogger(__name__)
 
 
-__all__ = ["Checkpointer", "TrainState", "CHECKPOINT_PREFIX", "LATEST", "load_checkpoint_models", "fsync_dir", "write_json", "optimizer_to_safe", "optimizer_from_safe"]
+__all__ = ["Checkpointer", "TrainState", "CHECKPOINT_PREFIX", "LATEST", "load_checkpoint_models", "load_checkpoint_weights", "fsync_dir", "write_json", "optimizer_to_safe", "optimizer_from_safe"]
 
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -270,3 +270,44 @@ def load_checkpoint_models(path: str | os.PathLike, prefix: str) -> dict[str, to
 
     tensors = load_file(str(Path(path) / "model.safetensors"))
     return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def load_checkpoint_weights(path: str | os.PathLike, module: torch.nn.Module, prefix: str,
+                            use_ema: bool = True) -> int:
+    """Load one model's weights from a training checkpoint into ``module`` and return the checkpoint's step.
+
+    ``prefix`` names the model inside the checkpoint (``uvit`` for the base stage, ``adapter`` for the knowledge
+    adapter; ``state.json`` lists them). With ``use_ema`` (and an ``ema.safetensors`` present) the trainable
+    parameters get the EMA weights, as the stage itself exports them: the EMA keeps one tensor per trainable
+    parameter, in ``module.parameters()`` order, so the count and every shape are checked. Used to score a
+    run's intermediate checkpoints (learning curves) without retraining.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    state_file = path / "state.json"
+    if not state_file.is_file():
+        raise DiffCXRError(f"{path} is not a training checkpoint (no state.json)")
+    meta = json.loads(state_file.read_text(encoding="utf-8"))
+    if prefix not in meta.get("models", []):
+        raise DiffCXRError(f"checkpoint {path} holds {meta.get('models')}, not {prefix!r}")
+    weights = load_checkpoint_models(path, prefix)
+    missing, unexpected = module.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise DiffCXRError(f"checkpoint {path} does not match this {type(module).__name__}: missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]} (was it written with another config?)")
+    ema_file = path / "ema.safetensors"
+    if use_ema and ema_file.is_file():
+        shadow = load_file(str(ema_file))
+        params = [p for p in module.parameters() if p.requires_grad]
+        if len(shadow) != len(params):
+            raise DiffCXRError(f"checkpoint {path}: {len(shadow)} EMA tensors for {len(params)} trainable "
+                               f"parameters of this {type(module).__name__}")
+        with torch.no_grad():
+            for i, param in enumerate(params):
+                value = shadow[f"shadow.{i}"]
+                if value.shape != param.shape:
+                    raise DiffCXRError(f"checkpoint {path}: EMA tensor {i} has shape {tuple(value.shape)}, the "
+                                       f"parameter {tuple(param.shape)}")
+                param.copy_(value.to(param.dtype))
+    return int(meta["step"])

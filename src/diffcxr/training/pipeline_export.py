@@ -14,7 +14,7 @@ from pathlib import Path
 
 from diffcxr.errors import DiffCXRError
 
-__all__ = ["export_pipeline", "build_pipeline"]
+__all__ = ["export_pipeline", "build_pipeline", "load_training_checkpoint"]
 
 
 def build_pipeline(run, out_root, include_adapter: bool = True):
@@ -40,6 +40,35 @@ def build_pipeline(run, out_root, include_adapter: bool = True):
                            knowledge_adapter=adapter, default_inference_steps=run.sample.num_inference_steps,
                            default_guidance_scale=run.sample.guidance_scale,
                            default_adapter_scale=run.sample.adapter_scale if adapter is not None else 1.0)
+
+
+# the model names a stage's checkpoints hold -> the pipeline component they train
+_CHECKPOINT_COMPONENT = {"uvit": "denoiser", "adapter": "knowledge_adapter"}
+
+
+def load_training_checkpoint(pipe, checkpoint: str | Path, use_ema: bool = True) -> tuple[str, int]:
+    """Put a base- or adapter-stage checkpoint's weights (EMA by default, as the stages export) into ``pipe``'s
+    denoiser or knowledge adapter, in place; return ``(component, step)``. Scores a run at an intermediate step
+    (``<run>/base/checkpoints/checkpoint-00002000``) without retraining; keep more of them with
+    ``base.keep_last=8``."""
+    from diffcxr.training.checkpoint import load_checkpoint_weights
+
+    checkpoint = Path(checkpoint)
+    state_file = checkpoint / "state.json"
+    if not state_file.is_file():
+        raise DiffCXRError(f"{checkpoint} is not a training checkpoint (no state.json)")
+    models = json.loads(state_file.read_text(encoding="utf-8")).get("models", [])
+    prefix = next((m for m in models if m in _CHECKPOINT_COMPONENT), None)
+    if prefix is None:
+        raise DiffCXRError(f"checkpoint {checkpoint} holds {models}: only base (uvit) and adapter checkpoints "
+                           "load into a pipeline")
+    component = _CHECKPOINT_COMPONENT[prefix]
+    module = getattr(pipe, component, None)
+    if module is None:
+        raise DiffCXRError(f"checkpoint {checkpoint} is an adapter checkpoint but this pipeline has no knowledge "
+                           "adapter")
+    step = load_checkpoint_weights(checkpoint, module, prefix, use_ema=use_ema)
+    return component, step
 
 
 def export_pipeline(run, out_root, folder: str | Path | None = None) -> Path:
