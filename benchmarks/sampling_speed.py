@@ -48,16 +48,9 @@ def _cuda_clock() -> float:
 
 
 def matmul_flops(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    n = 8192 if DEVICE.type == "cuda" else n
-    a, b = torch.randn(n, n, dtype=dtype, device=DEVICE), torch.randn(n, n, dtype=dtype, device=DEVICE)
-    for _ in range(2):
-        a @ b
-    best = float("inf")
-    for _ in range(reps):
-        t = CLOCK()
-        a @ b
-        best = min(best, CLOCK() - t)
-    return 2 * n**3 / best
+    from diffcxr.flops import matmul_flops as machine_matmul_flops
+
+    return machine_matmul_flops(dtype, DEVICE, n=8192 if DEVICE.type == "cuda" else n, reps=reps, clock=CLOCK)
 
 
 def build_pipeline(config: str):

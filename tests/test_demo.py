@@ -31,6 +31,9 @@ def test_demo_trains_generates_and_prints_its_adherence(tmp_path, capsys):
         adherence["model"]["mauc"] - adherence["no_adapter"]["mauc"])
     assert "adherence on 12 fresh phantom reports" in printed and "real phantoms of the same reports" in printed
     assert "the knowledge adapter adds (paired" in printed and "guidance adds (paired" in printed
+    timings = json.loads((out / "timings.json").read_text())  # the machine's speed next to the demo's times
+    assert timings["total_s"] > 0 and timings["matmul_gflops_start"] > 0 and timings["matmul_gflops_end"] > 0
+    assert "this machine's fp32 matmul" in printed
     # the evaluation reports are fresh phantoms, not the training ones
     import hashlib
 

@@ -169,6 +169,14 @@ def test_model_config_extends(tmp_path):
             load_model_config(child)
 
 
+def test_matmul_flops_is_2n3_over_the_fastest_repetition():
+    from diffcxr.flops import matmul_flops
+
+    ticks = iter([0.0, 0.5, 1.0, 1.25, 2.0, 3.0])  # repetitions of 0.5, 0.25 and 1.0 s
+    assert matmul_flops(n=64, reps=3, clock=lambda: next(ticks)) == pytest.approx(2 * 64**3 / 0.25)
+    assert matmul_flops(n=64, reps=2) > 0  # the real clock
+
+
 def test_flops_cli(capsys):
     from diffcxr.cli.main import main
 

@@ -49,6 +49,12 @@ def run(args: argparse.Namespace) -> int:
     if cfg.model_config()["image_size"] != args.size:
         raise DiffCXRError(f"--size {args.size} does not match the config's image_size {cfg.model_config()['image_size']}")
 
+    # this machine's speed when the demo starts and ends (fp32 matmul GFLOP/s, about 1 s each): timings measured
+    # on shared or throttled machines are comparable only next to it
+    from diffcxr.flops import matmul_flops
+
+    speed = {"matmul_gflops_start": matmul_flops() / 1e9}
+
     # 1. phantoms ---------------------------------------------------------------------------------------------------
     from diffcxr.data.phantom import make_phantom_dataset
 
@@ -101,8 +107,11 @@ def run(args: argparse.Namespace) -> int:
         times["adherence_s"] = time.perf_counter() - t0
         print(adherence_summary(adherence))
     times["total_s"] = time.perf_counter() - t_all
-    (out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in times.items()}, indent=2))
+    speed["matmul_gflops_end"] = matmul_flops() / 1e9
+    (out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in {**times, **speed}.items()}, indent=2))
     print(f"[demo] done in {times['total_s'] / 60:.1f} min: grid {grid}, pipeline {model_dir / 'pipeline'}")
+    print(f"  this machine's fp32 matmul: {speed['matmul_gflops_start']:.0f} GFLOP/s at the start, "
+          f"{speed['matmul_gflops_end']:.0f} at the end (timings.json: compare demo times next to it)")
     print(f"  try: diffcxr generate --model {model_dir / 'pipeline'} \"Large left pleural effusion.\" --out {out / 'generated'}")
     print(f"  or open it in the web app: diffcxr app --model {model_dir / 'pipeline'}")
     return 0
