@@ -211,10 +211,22 @@ def _mean_sd(values) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else math.nan
 
 
+def _mean_sd_cell(values, digits: int = 3) -> str:
+    """"mean ± SD" over seeds; the value alone for one seed (no SD to give)."""
+    m, sd = _mean_sd(values)
+    return f"{m:.{digits}f} ± {sd:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
+
+
 def _fid_cell(rows: list[dict]) -> str:
     """FID mean ± SD over seeds, or "-" when a sweep did not compute it."""
     values = [r["fid"] for r in rows if r.get("fid") is not None]
-    return "%.2f ± %.2f" % _mean_sd(values) if len(values) == len(rows) else "-"
+    return _mean_sd_cell(values, 2) if len(values) == len(rows) else "-"
+
+
+def _setting_cells(key: tuple) -> str:
+    """The solver, steps, w and adapter-scale cells of a setting (with the checkpoints' steps, if any)."""
+    at = "".join(f", {component} @ {step}" for component, step in key[4])
+    return f"{key[0]}{at} | {key[1]} | {key[2]:g} | {key[3]:g}"
 
 
 def _gain_cell(gains: list[float]) -> str:
@@ -233,18 +245,18 @@ def seed_table(specs: list[str], yardstick: int = 0, baseline: list[str] | None 
     common = sorted(set.intersection(*(set(rows) for rows in per_seed.values())),
                     key=lambda k: (k[0], k[1], k[3], k[2]))  # solver, steps, adapter scale, w
     seeds = list(per_seed)
-    print(f"{len(seeds)} training seeds ({', '.join(seeds)}); the yardstick reads {real:.3f} from the real images\n")
+    print(f"{len(seeds)} training seed{'s' * (len(seeds) != 1)} ({', '.join(seeds)}); the yardstick reads {real:.3f} from the real images\n")
     print("| solver | steps | w | adapter | mAUC mean ± SD | FID mean ± SD | per seed mAUC | adapter gain vs scale 0 "
           "(mean ± SD; per seed) |\n|---|---:|---:|---:|---|---|---|---|")
     for key in common:
         rows = [per_seed[s][key] for s in seeds]
-        m, sd = _mean_sd([r["mauc"] for r in rows])
-        off = (*key[:3], 0.0)
+        off = (*key[:3], 0.0, *key[4:])
         gain = "-"
         if key[3] != 0 and off in common:
             gain = _gain_cell([per_seed[s][key]["mauc"] - per_seed[s][off]["mauc"] for s in seeds])
         each = " / ".join(f"{r['mauc']:.3f}" for r in rows)
-        print(f"| {key[0]} | {key[1]} | {key[2]:g} | {key[3]:g} | {m:.3f} ± {sd:.3f} | {_fid_cell(rows)} | {each} | {gain} |")
+        print(f"| {_setting_cells(key)} | {_mean_sd_cell([r['mauc'] for r in rows])} | {_fid_cell(rows)} | {each} "
+              f"| {gain} |")
     if baseline:
         compare_arms(per_seed, real, baseline, yardstick)
 
@@ -261,17 +273,17 @@ def compare_arms(per_seed: dict, real: float, baseline: list[str], yardstick: in
     both = sorted(mine & theirs, key=lambda k: (k[0], k[1], k[3], k[2]))
     if not both:
         raise SystemExit("error: the two arms have no setting (solver, steps, w, adapter scale) in common")
-    print(f"\nagainst the baseline arm ({len(base_seed)} seeds: {', '.join(base_seed)})\n")
+    print(f"\nagainst the baseline arm ({len(base_seed)} seed{'s' * (len(base_seed) != 1)}: {', '.join(base_seed)})\n")
     print("| solver | steps | w | adapter | mAUC this arm | mAUC baseline | difference (÷ larger SD) | FID this arm | "
           "FID baseline |\n|---|---:|---:|---:|---|---|---|---|---|")
     for key in both:
         a = [rows[key] for rows in per_seed.values()]
         b = [rows[key] for rows in base_seed.values()]
         (ma, sa), (mb, sb) = _mean_sd([r["mauc"] for r in a]), _mean_sd([r["mauc"] for r in b])
-        spread = max(sa, sb)
+        spread = max(sa, sb)  # nan (no ratio) unless an arm has 2 seeds or more
         ratio = f" ({(ma - mb) / spread:+.1f} SD)" if spread > 0 else ""
-        print(f"| {key[0]} | {key[1]} | {key[2]:g} | {key[3]:g} | {ma:.3f} ± {sa:.3f} | {mb:.3f} ± {sb:.3f} | "
-              f"{ma - mb:+.3f}{ratio} | {_fid_cell(a)} | {_fid_cell(b)} |")
+        print(f"| {_setting_cells(key)} | {_mean_sd_cell([r['mauc'] for r in a])} | "
+              f"{_mean_sd_cell([r['mauc'] for r in b])} | {ma - mb:+.3f}{ratio} | {_fid_cell(a)} | {_fid_cell(b)} |")
 
 
 def _axes():
