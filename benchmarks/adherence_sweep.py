@@ -245,7 +245,8 @@ def seed_table(specs: list[str], yardstick: int = 0, baseline: list[str] | None 
     common = sorted(set.intersection(*(set(rows) for rows in per_seed.values())),
                     key=lambda k: (k[0], k[1], k[3], k[2]))  # solver, steps, adapter scale, w
     seeds = list(per_seed)
-    print(f"{len(seeds)} training seed{'s' * (len(seeds) != 1)} ({', '.join(seeds)}); the yardstick reads {real:.3f} from the real images\n")
+    print(f"{len(seeds)} training seed{'s' * (len(seeds) != 1)} ({', '.join(seeds)}); the yardstick reads {real:.3f} "
+          "from the real images\n")
     print("| solver | steps | w | adapter | mAUC mean ± SD | FID mean ± SD | per seed mAUC | adapter gain vs scale 0 "
           "(mean ± SD; per seed) |\n|---|---:|---:|---:|---|---|---|---|")
     for key in common:
