@@ -61,3 +61,23 @@ def test_bad_sizes_and_config_build(tmp_path):
     x = torch.rand(1, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(encode_images(loaded, x), encode_images(v, x))
+
+
+def test_fingerprint_follows_weights_and_config_not_the_folder(tmp_path):
+    """A run copied elsewhere keeps its latent cache: the fingerprint ignores where the model was loaded from."""
+    import shutil
+
+    from diffusers import AutoencoderKL
+
+    from diffcxr.models.fingerprint import model_fingerprint
+
+    vae = _tiny()
+    vae.save_pretrained(tmp_path / "a", safe_serialization=True)
+    shutil.copytree(tmp_path / "a", tmp_path / "moved")
+    loaded = [AutoencoderKL.from_pretrained(tmp_path / name, use_safetensors=True) for name in ("a", "moved")]
+    assert loaded[0].config["_name_or_path"] != loaded[1].config["_name_or_path"]
+    assert model_fingerprint(loaded[0]) == model_fingerprint(loaded[1]) == model_fingerprint(vae)
+    assert model_fingerprint(_tiny(scaling_factor=0.5)) != model_fingerprint(vae)  # the config counts
+    with torch.no_grad():
+        next(loaded[1].parameters()).add_(1e-3)
+    assert model_fingerprint(loaded[1]) != model_fingerprint(vae)  # and every weight
