@@ -1,0 +1,74 @@
+"""Diagnostic: where a trained denoiser's noise prediction goes wrong, by noise level and by latent row / column.
+
+For the first ``--n`` records of ``--data``: each ``--model``'s own VAE encodes the images (posterior mean, as the
+training cache does) and its report encoder the reports; the same Gaussian noise is added at each timestep of
+``--timesteps`` with the training β schedule, and the ε-prediction MSE is printed per timestep and per model.
+With two models or more, the later ones' error is also shown per latent column and per latent row as a ratio to
+the first model's (averaged over timesteps): a defect local to a border or a position shows up there long before
+it is visible in the training loss.
+
+    .venv/bin/python benchmarks/denoiser_error.py --model "seed 1=runs/cpu-mini-s1/pipeline" \\
+        --model "seed 2=runs/default-s2/pipeline" --data phantom:runs/phantoms-eval-s1
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", action="append", required=True, metavar="LABEL=FOLDER")
+    ap.add_argument("--data", required=True, help="dataset spec: images and reports")
+    ap.add_argument("--n", type=int, default=128, help="records (default 128)")
+    ap.add_argument("--timesteps", default="25,100,250,500,750,950")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    import torch
+    from diffusers import DDPMScheduler
+
+    from diffcxr.data.sources import read_records
+    from diffcxr.models.vae import encode_images
+    from diffcxr.pipelines import DiffCXRPipeline
+    from diffcxr.training.data import ImageSet
+
+    models = [spec.split("=", 1) for spec in args.model]
+    if any(len(m) != 2 for m in models):
+        ap.error("--model takes LABEL=FOLDER")
+    records = [r for r in read_records(args.data, split=None, derive_labels=True) if r.report][: args.n]
+    timesteps = [int(t) for t in args.timesteps.split(",")]
+    errors = {}  # label -> (MSE per timestep, error map (rows, cols) averaged over timesteps)
+    for label, folder in models:
+        pipe = DiffCXRPipeline.from_pretrained(folder)
+        pipe.denoiser.eval()
+        noise_schedule = DDPMScheduler.from_config(pipe.scheduler.config)
+        with torch.no_grad():
+            images = ImageSet(records, pipe.image_size).batch(range(len(records)))
+            latents = encode_images(pipe.vae, images).float()
+            reports = pipe.encode_text([r.report for r in records]).float()
+            noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(args.seed))
+            per_t, error_map = [], torch.zeros(latents.shape[-2:])
+            for t in timesteps:
+                tt = torch.full((len(records),), t)
+                noisy = noise_schedule.add_noise(latents, noise, tt)
+                err = (pipe.denoiser(noisy, tt, reports).sample.float() - noise).pow(2)
+                per_t.append(err.mean().item())
+                error_map += err.mean((0, 1)) / len(timesteps)
+        errors[label] = (per_t, error_map)
+
+    print(f"{len(records)} records; ε-prediction MSE by timestep\n")
+    print("| model | " + " | ".join(f"t = {t}" for t in timesteps) + " |\n|---|" + "---:|" * len(timesteps))
+    for label, (per_t, _) in errors.items():
+        print(f"| {label} | " + " | ".join(f"{e:.4f}" for e in per_t) + " |")
+    first, (_, reference) = next(iter(errors.items()))
+    for label, (_, error_map) in list(errors.items())[1:]:
+        columns, rows = error_map.mean(0) / reference.mean(0), error_map.mean(1) / reference.mean(1)
+        print(f"\n{label} ÷ {first}, error by latent column (left → right): "
+              + " ".join(f"{v:.2f}" for v in columns.tolist()))
+        print(f"{label} ÷ {first}, error by latent row (top → bottom):    "
+              + " ".join(f"{v:.2f}" for v in rows.tolist()))
+
+
+if __name__ == "__main__":
+    main()
