@@ -20,7 +20,8 @@ from diffcxr.errors import DiffCXRError
 logger = logging.getLogger(__name__)
 
 
-__all__ = ["Checkpointer", "TrainState", "CHECKPOINT_PREFIX", "LATEST", "load_checkpoint_models", "load_checkpoint_weights", "fsync_dir", "write_json", "optimizer_to_safe", "optimizer_from_safe"]
+__all__ = ["Checkpointer", "TrainState", "CHECKPOINT_PREFIX", "LATEST", "checkpoint_meta", "load_checkpoint_models",
+           "load_checkpoint_weights", "fsync_dir", "write_json", "optimizer_to_safe", "optimizer_from_safe"]
 
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -272,6 +273,14 @@ def load_checkpoint_models(path: str | os.PathLike, prefix: str) -> dict[str, to
     return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
+def checkpoint_meta(path: str | os.PathLike) -> dict:
+    """A checkpoint folder's ``state.json`` (step, the models it holds, ...); one clear error if it is none."""
+    state_file = Path(path) / "state.json"
+    if not state_file.is_file():
+        raise DiffCXRError(f"{path} is not a training checkpoint (no state.json)")
+    return json.loads(state_file.read_text(encoding="utf-8"))
+
+
 def load_checkpoint_weights(path: str | os.PathLike, module: torch.nn.Module, prefix: str,
                             use_ema: bool = True) -> int:
     """Load one model's weights from a training checkpoint into ``module`` and return the checkpoint's step.
@@ -285,10 +294,7 @@ def load_checkpoint_weights(path: str | os.PathLike, module: torch.nn.Module, pr
     from safetensors.torch import load_file
 
     path = Path(path)
-    state_file = path / "state.json"
-    if not state_file.is_file():
-        raise DiffCXRError(f"{path} is not a training checkpoint (no state.json)")
-    meta = json.loads(state_file.read_text(encoding="utf-8"))
+    meta = checkpoint_meta(path)
     if prefix not in meta.get("models", []):
         raise DiffCXRError(f"checkpoint {path} holds {meta.get('models')}, not {prefix!r}")
     weights = load_checkpoint_models(path, prefix)

@@ -51,13 +51,9 @@ def load_training_checkpoint(pipe, checkpoint: str | Path, use_ema: bool = True)
     denoiser or knowledge adapter, in place; return ``(component, step)``. Scores a run at an intermediate step
     (``<run>/base/checkpoints/checkpoint-00002000``) without retraining; keep more of them with
     ``base.keep_last=8``."""
-    from diffcxr.training.checkpoint import load_checkpoint_weights
+    from diffcxr.training.checkpoint import checkpoint_meta, load_checkpoint_weights
 
-    checkpoint = Path(checkpoint)
-    state_file = checkpoint / "state.json"
-    if not state_file.is_file():
-        raise DiffCXRError(f"{checkpoint} is not a training checkpoint (no state.json)")
-    models = json.loads(state_file.read_text(encoding="utf-8")).get("models", [])
+    models = checkpoint_meta(checkpoint).get("models", [])
     prefix = next((m for m in models if m in _CHECKPOINT_COMPONENT), None)
     if prefix is None:
         raise DiffCXRError(f"checkpoint {checkpoint} holds {models}: only base (uvit) and adapter checkpoints "
