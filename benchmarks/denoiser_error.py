@@ -9,6 +9,8 @@ it is visible in the training loss.
 
     .venv/bin/python benchmarks/denoiser_error.py --model "seed 1=runs/cpu-mini-s1/pipeline" \\
         --model "seed 2=runs/default-s2/pipeline" --data phantom:runs/phantoms-eval-s1
+    .venv/bin/python benchmarks/denoiser_error.py --model "4,000=runs/s2/pipeline" \
+        --model "5,000=runs/s2/pipeline,runs/s2/base/checkpoints/checkpoint-00005000" --data ...
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import argparse
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", required=True, metavar="LABEL=FOLDER")
+    ap.add_argument("--model", action="append", required=True, metavar="LABEL=FOLDER[,CHECKPOINT]",
+                    help="a saved pipeline; with a base-stage checkpoint after a comma, its denoiser at that step")
     ap.add_argument("--data", required=True, help="dataset spec: images and reports")
     ap.add_argument("--n", type=int, default=128, help="records (default 128)")
     ap.add_argument("--timesteps", default="25,100,250,500,750,950")
@@ -32,6 +35,7 @@ def main() -> None:
     from diffcxr.models.vae import encode_images
     from diffcxr.pipelines import DiffCXRPipeline
     from diffcxr.training.data import ImageSet
+    from diffcxr.training.pipeline_export import load_training_checkpoint
 
     models = [spec.split("=", 1) for spec in args.model]
     if any(len(m) != 2 for m in models):
@@ -40,7 +44,10 @@ def main() -> None:
     timesteps = [int(t) for t in args.timesteps.split(",")]
     errors = {}  # label -> (MSE per timestep, error map (rows, cols) averaged over timesteps)
     for label, folder in models:
+        folder, *checkpoints = folder.split(",")
         pipe = DiffCXRPipeline.from_pretrained(folder)
+        for checkpoint in checkpoints:
+            load_training_checkpoint(pipe, checkpoint)
         pipe.denoiser.eval()
         noise_schedule = DDPMScheduler.from_config(pipe.scheduler.config)
         with torch.no_grad():
