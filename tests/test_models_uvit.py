@@ -149,6 +149,37 @@ def test_model_configs_load_and_reject_unknown_keys(tmp_path):
         load_model_config(bad)
 
 
+def test_final_conv_starts_as_identity_unless_told():
+    """The last conv starts centred whatever the seed (a random start let one seed learn a one-pixel shift that
+    breaks the left border column); ``final_conv_init="random"`` keeps U-ViT's released behaviour."""
+    x = torch.randn(2, 4, 8, 8)
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        conv = UViT(**TINY).final_layer
+        assert torch.equal(conv(x), x)
+    torch.manual_seed(2)
+    released = UViT(**TINY, final_conv_init="random").final_layer
+    assert not torch.allclose(released(x), x, atol=1e-2)
+    # only the last conv differs: the rest of the initialisation draws the same numbers
+    torch.manual_seed(2)
+    a = UViT(**TINY).state_dict()
+    torch.manual_seed(2)
+    b = UViT(**TINY, final_conv_init="random").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("final_layer"))
+
+
+def test_final_conv_init_is_a_model_config_key(tmp_path):
+    from diffcxr.models.configs import load_model_config, uvit_kwargs
+
+    assert uvit_kwargs(load_model_config("cpu-mini"))["final_conv_init"] == "identity"
+    released = tmp_path / "released.yaml"
+    released.write_text("extends: tiny\nuvit:\n  final_conv_init: random\n")
+    assert uvit_kwargs(load_model_config(released))["final_conv_init"] == "random"
+    released.write_text("extends: tiny\nuvit:\n  final_conv_init: zeros\n")
+    with pytest.raises(DiffCXRError, match="final_conv_init"):
+        load_model_config(released)
+
+
 def test_model_config_extends(tmp_path):
     from diffcxr.models.configs import load_model_config
 

@@ -21,19 +21,21 @@ from diffcxr.configs import config_dir, config_names, named_config
 from diffcxr.configs.schema import read_yaml_mapping
 from diffcxr.errors import DiffCXRError
 
-__all__ = ["MODEL_CONFIG_NAMES", "TOKEN_REDUCTIONS", "SQUEEZE_INITS", "load_model_config", "model_config_dir", "uvit_kwargs", "adapter_kwargs", "vae_kwargs",
+__all__ = ["MODEL_CONFIG_NAMES", "TOKEN_REDUCTIONS", "SQUEEZE_INITS", "FINAL_CONV_INITS", "load_model_config", "model_config_dir", "uvit_kwargs", "adapter_kwargs", "vae_kwargs",
            "latent_size"]
 
 MODEL_CONFIG_NAMES = ("tiny", "cpu-mini", "paper")
 TOKEN_REDUCTIONS = ("squeeze", "mean_pool")  # report_encoder.token_reduction: the learned squeeze or the ablation
 SQUEEZE_INITS = ("pooling", "random")  # report_encoder.squeeze_init: starts as mean pooling, or as released
+FINAL_CONV_INITS = ("identity", "random")  # uvit.final_conv_init: the U-ViT's last 3x3 conv starts as identity or
+                                           # as PyTorch's default (U-ViT as released; seed-dependent, see UViT)
 
 # section -> {key: default}; ``None`` default = optional
 _SCHEMA: dict[str, dict[str, Any]] = {
     "vae": {"pretrained": None, "in_channels": 1, "latent_channels": 4, "block_out_channels": [128, 256, 512, 512],
             "layers_per_block": 2, "norm_num_groups": 32, "scaling_factor": 0.18215},
     "uvit": {"patch_size": 2, "width": 512, "depth": 16, "num_heads": 8, "mlp_ratio": 4.0, "qkv_bias": False,
-             "mlp_time_embed": False, "final_conv": True},
+             "mlp_time_embed": False, "final_conv": True, "final_conv_init": "identity"},
     "adapter": {"enabled": True},
     "report_encoder": {"text_encoder": "minilm", "hidden_size": 384, "max_length": 256, "num_condition_tokens": 77,
                        "token_reduction": "squeeze", "squeeze_init": "pooling"},
@@ -88,6 +90,9 @@ def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
     if cfg["report_encoder"]["token_reduction"] not in TOKEN_REDUCTIONS:
         raise DiffCXRError(f"report_encoder.token_reduction in model config {where} must be one of "
                            f"{', '.join(TOKEN_REDUCTIONS)}, got {cfg['report_encoder']['token_reduction']!r}")
+    if cfg["uvit"]["final_conv_init"] not in FINAL_CONV_INITS:
+        raise DiffCXRError(f"uvit.final_conv_init in model config {where} must be one of "
+                           f"{', '.join(FINAL_CONV_INITS)}, got {cfg['uvit']['final_conv_init']!r}")
     if cfg["report_encoder"]["squeeze_init"] not in SQUEEZE_INITS:
         raise DiffCXRError(f"report_encoder.squeeze_init in model config {where} must be one of "
                            f"{', '.join(SQUEEZE_INITS)}, got {cfg['report_encoder']['squeeze_init']!r}")
@@ -137,13 +142,15 @@ def uvit_kwargs(cfg: dict) -> dict[str, Any]:
                 width=u["width"], depth=u["depth"], num_heads=u["num_heads"], mlp_ratio=float(u["mlp_ratio"]),
                 qkv_bias=bool(u["qkv_bias"]), context_dim=cfg["report_encoder"]["hidden_size"],
                 num_context_tokens=cfg["report_encoder"]["num_condition_tokens"],
-                mlp_time_embed=bool(u["mlp_time_embed"]), final_conv=bool(u["final_conv"]))
+                mlp_time_embed=bool(u["mlp_time_embed"]), final_conv=bool(u["final_conv"]),
+                final_conv_init=u["final_conv_init"])
 
 
 def adapter_kwargs(cfg: dict) -> dict[str, Any]:
     """Constructor arguments of the knowledge adapter (same input half as the U-ViT)."""
     kw = uvit_kwargs(cfg)
     kw.pop("final_conv")
+    kw.pop("final_conv_init")
     return kw
 
 

@@ -246,6 +246,7 @@ class UViT(UViTInputHalfMixin, ModelMixin, ConfigMixin):
         num_context_tokens: int = 77,
         mlp_time_embed: bool = False,
         final_conv: bool = True,
+        final_conv_init: str = "identity",
         layer_norm_eps: float = 1e-5,
         guidance_embedding: bool = False,
     ):
@@ -261,6 +262,14 @@ class UViT(UViTInputHalfMixin, ModelMixin, ConfigMixin):
         self.decoder_pred = nn.Linear(width, patch_size * patch_size * in_channels)
         self.final_layer = nn.Conv2d(in_channels, in_channels, 3, padding=1) if final_conv else nn.Identity()
         self.apply(self._init_weights)
+        if final_conv and final_conv_init == "identity":
+            # The last 3x3 conv (zero padding) starts as the identity. With PyTorch's default init its taps start
+            # random, and training can settle on a one-pixel shift of some channels (their weight on the left
+            # tap), which the conv undoes everywhere except the left border column, where it reads padding: a
+            # seed-dependent defect (cpu-mini seed 2: 4.4x the noise-prediction error in that column, washed-out
+            # images; docs/report-adherence.md). Identity starts, and in practice stays, centred.
+            nn.init.dirac_(self.final_layer.weight)
+            nn.init.zeros_(self.final_layer.bias)
         if self.guidance_embed is not None:  # a fresh student predicts what its teacher's conditional branch does
             nn.init.zeros_(self.guidance_embed[-1].weight)
             nn.init.zeros_(self.guidance_embed[-1].bias)
