@@ -9,7 +9,7 @@ it is visible in the training loss.
 
     .venv/bin/python benchmarks/denoiser_error.py --model "seed 1=runs/cpu-mini-s1/pipeline" \\
         --model "seed 2=runs/default-s2/pipeline" --data phantom:runs/phantoms-eval-s1
-    .venv/bin/python benchmarks/denoiser_error.py --model "4,000=runs/s2/pipeline" \
+    .venv/bin/python benchmarks/denoiser_error.py --model "4,000=runs/s2/pipeline" \\
         --model "5,000=runs/s2/pipeline,runs/s2/base/checkpoints/checkpoint-00005000" --data ...
 """
 

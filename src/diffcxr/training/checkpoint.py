@@ -245,11 +245,7 @@ class Checkpointer:
         meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
         tensors = load_file(str(path / "model.safetensors"))
         for prefix, module in models.items():
-            sub = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-            missing, unexpected = module.load_state_dict(sub, strict=False)
-            if missing or unexpected:
-                raise DiffCXRError(f"checkpoint {path} does not match model {prefix!r}: missing {missing[:3]}, "
-                                   f"unexpected {unexpected[:3]} (was it written with another config?)")
+            _load_model(path, tensors, prefix, module)
         if optimizer is not None and "optimizer" in meta:
             opt_tensors = load_file(str(path / "optimizer.safetensors"))
             optimizer.load_state_dict(optimizer_from_safe(opt_tensors, meta["optimizer"]))
@@ -265,12 +261,23 @@ class Checkpointer:
         return TrainState(**meta["state"]), meta
 
 
+def _model_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def _load_model(path: Path, tensors: dict[str, torch.Tensor], prefix: str, module: torch.nn.Module) -> None:
+    """Load the checkpoint tensors of model ``prefix`` into ``module``; every key must match."""
+    missing, unexpected = module.load_state_dict(_model_tensors(tensors, prefix), strict=False)
+    if missing or unexpected:
+        raise DiffCXRError(f"checkpoint {path} does not match model {prefix!r}: missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]} (was it written with another config?)")
+
+
 def load_checkpoint_models(path: str | os.PathLike, prefix: str) -> dict[str, torch.Tensor]:
     """The weights of one model (``prefix``) from a checkpoint folder, e.g. for inspection or tests."""
     from safetensors.torch import load_file
 
-    tensors = load_file(str(Path(path) / "model.safetensors"))
-    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+    return _model_tensors(load_file(str(Path(path) / "model.safetensors")), prefix)
 
 
 def checkpoint_meta(path: str | os.PathLike) -> dict:
@@ -297,11 +304,7 @@ def load_checkpoint_weights(path: str | os.PathLike, module: torch.nn.Module, pr
     meta = checkpoint_meta(path)
     if prefix not in meta.get("models", []):
         raise DiffCXRError(f"checkpoint {path} holds {meta.get('models')}, not {prefix!r}")
-    weights = load_checkpoint_models(path, prefix)
-    missing, unexpected = module.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise DiffCXRError(f"checkpoint {path} does not match this {type(module).__name__}: missing {missing[:3]}, "
-                           f"unexpected {unexpected[:3]} (was it written with another config?)")
+    _load_model(path, load_file(str(path / "model.safetensors")), prefix, module)
     ema_file = path / "ema.safetensors"
     if use_ema and ema_file.is_file():
         shadow = load_file(str(ema_file))
