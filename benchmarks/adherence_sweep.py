@@ -141,10 +141,11 @@ def main() -> None:
                         yardsticks[folder]["rows"].append(r)
                         cells.append(r)
                     rows.append(cells[0])
-                    ci = cells[0]["interval"]
+                    ci = cells[0].get("interval")  # absent with --bootstrap 0
+                    ci_text = f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else ""
                     more = "".join(f" | {r['mauc']:.3f} | {r['fid']:.2f}" for r in cells[1:])
-                    print(f"| {solver} | {steps} | {guidance:g} | {adapter_scale:g} | {cells[0]['mauc']:.3f} "
-                          f"[{ci['low']:.3f}, {ci['high']:.3f}] | {cells[0]['fid']:.2f}{more} | "
+                    print(f"| {solver} | {steps} | {guidance:g} | {adapter_scale:g} | {cells[0]['mauc']:.3f}"
+                          f"{ci_text} | {cells[0]['fid']:.2f}{more} | "
                           f"{cells[0]['seconds']:.0f} |", flush=True)
     args.model = str(Path(args.model).resolve())
     summary = {"real": real, "rows": rows, "yardsticks": yardsticks, "args": vars(args)}

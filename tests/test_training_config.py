@@ -85,6 +85,28 @@ def test_model_path_relative_to_yaml(tmp_path):
     assert load_run_config(tmp_path / "run.yaml").model_config()["image_size"] == 32
 
 
+def test_model_key_overrides_reach_a_named_or_file_model_config(tmp_path):
+    from diffcxr.models.configs import load_model_config, model_config_dir
+
+    run = load_run_config("cpu-mini", ["model.uvit.final_conv_init=random"])
+    model = run.model_config()
+    assert model["uvit"]["final_conv_init"] == "random"
+    shipped = load_model_config("cpu-mini")
+    assert {k: v for k, v in model.items() if k != "uvit"} == {k: v for k, v in shipped.items() if k != "uvit"}
+    # in order: a later model= replaces the model, then its own key changes
+    run = load_run_config("cpu-mini", ["model=cpu-mini-no-squeeze", "model.uvit.final_conv_init=random"])
+    assert run.model_config()["report_encoder"]["token_reduction"] == "mean_pool"
+    assert run.model_config()["uvit"]["final_conv_init"] == "random"
+    # a model file relative to the run config's YAML
+    (tmp_path / "m.yaml").write_text((model_config_dir() / "tiny.yaml").read_text())
+    (tmp_path / "run.yaml").write_text("model: m.yaml\n")
+    assert load_run_config(tmp_path / "run.yaml", ["model.uvit.depth=3"]).model_config()["uvit"]["depth"] == 3
+    with pytest.raises(DiffCXRError, match="final_conv_init"):
+        load_run_config("cpu-mini", ["model.uvit.final_conv_init=bogus"])
+    with pytest.raises(DiffCXRError, match="nonsense"):
+        load_run_config("cpu-mini", ["model.uvit.nonsense=1"])
+
+
 def test_apply_overrides_creates_sections():
     raw = apply_overrides({}, ["a.b.c=1", "x=[1, 2]"])
     assert raw == {"a": {"b": {"c": 1}}, "x": [1, 2]}

@@ -222,12 +222,30 @@ class RunConfig:
         """The validated model config dict (:func:`diffcxr.models.configs.load_model_config`)."""
         from diffcxr.models.configs import load_model_config
 
-        model = self.model
-        if isinstance(model, str) and self.source and (model.endswith((".yaml", ".yml")) or os.sep in model):
-            candidate = Path(self.source).parent / model
-            if not Path(model).is_absolute() and candidate.is_file():
-                model = str(candidate)
-        return load_model_config(model)
+        return load_model_config(_model_reference(self.model, self.source))
+
+
+def _model_reference(model: Any, source: str) -> Any:
+    """A run config's ``model``: a name or inline mapping as is; a YAML path relative to the run config's file."""
+    if isinstance(model, str) and source and (model.endswith((".yaml", ".yml")) or os.sep in model):
+        candidate = Path(source).parent / model
+        if not Path(model).is_absolute() and candidate.is_file():
+            return str(candidate)
+    return model
+
+
+def _apply_run_overrides(raw: dict, overrides: list[str] | tuple[str, ...], where: str, source: str) -> dict:
+    """``apply_overrides`` for a run config, in order. A ``model.SECTION.KEY=value`` override (e.g.
+    ``model.uvit.final_conv_init=random``) first turns a named or file ``model`` into its mapping, so one key of
+    a shipped model config can change without writing a YAML file."""
+    from diffcxr.models.configs import load_model_config
+
+    for item in overrides or ():
+        model = raw.get("model", RunConfig.model)
+        if item.partition("=")[0].strip().startswith("model.") and isinstance(model, str):
+            raw["model"] = load_model_config(_model_reference(model, source))
+        apply_overrides(raw, [item], where)
+    return raw
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -286,7 +304,7 @@ def load_run_config(name_or_path: str | os.PathLike | dict, overrides: list[str]
                                f"{', '.join(config_names('train'))} or a YAML file)")
         raw = read_yaml_mapping(path, "training config")
         where, source = f"training config {path}", str(path.resolve())
-    raw = apply_overrides(_deepcopy(raw), overrides, where)
+    raw = _apply_run_overrides(_deepcopy(raw), overrides, where, source)
     cfg = build_dataclass(RunConfig, raw, "", where, hidden=("source",), check=_check)
     cfg.source = source
     cfg.model_config()  # validate the referenced model config now, not after an hour of VAE training
