@@ -31,6 +31,30 @@ def test_noise_latents_is_the_closed_form_forward_process():
     assert epsilon_loss(noise, noise) == 0 and epsilon_loss(noise.half(), noise) < 1e-5
 
 
+def test_min_snr_weighting_down_weights_only_the_nearly_clean_timesteps():
+    sched = training_scheduler()
+    noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    predicted = noise + 1.0  # squared error 1 everywhere
+    alphas = sched.alphas_cumprod
+    snr = alphas / (1 - alphas)
+    low_t, high_t = 10, 900  # SNR far above 5 near t = 0, below 1 near t = T
+    assert snr[low_t] > 5 > 1 > snr[high_t]
+    for t, expected in ((low_t, 5 / snr[low_t].item()), (high_t, 1.0)):
+        timesteps = torch.full((2,), t)
+        loss = epsilon_loss(predicted, noise, timesteps=timesteps, scheduler=sched, snr_gamma=5.0)
+        assert abs(loss.item() - expected) < 1e-5
+    # gamma None is the plain mean whatever the timesteps; gamma without the draw is an error
+    assert epsilon_loss(predicted, noise, timesteps=torch.full((2,), low_t), scheduler=sched).item() == 1.0
+    try:
+        epsilon_loss(predicted, noise, snr_gamma=5.0)
+    except ValueError as err:
+        assert "timesteps" in str(err)
+    else:
+        raise AssertionError("snr_gamma without timesteps must raise")
+    run = load_run_config("tiny", ["base.snr_gamma=5", "adapter.snr_gamma=5"])
+    assert run.base.snr_gamma == 5.0 and run.adapter.snr_gamma == 5.0
+
+
 def test_schedulers_follow_the_stage_config():
     run = load_run_config("tiny", ["base.beta_end=0.02", "base.num_train_timesteps=500"])
     assert schedule_config()["beta_end"] == PAPER_SCHEDULE["beta_end"]

@@ -119,6 +119,22 @@ def noise_latents(scheduler, latents: torch.Tensor, generator: torch.Generator,
     return scheduler.add_noise(latents, noise, timesteps), noise, timesteps
 
 
-def epsilon_loss(predicted_noise: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """The diffusion loss: mean squared error of the ε prediction (computed in float32)."""
-    return F.mse_loss(predicted_noise.float(), noise.float())
+def epsilon_loss(predicted_noise: torch.Tensor, noise: torch.Tensor, *, timesteps: torch.Tensor | None = None,
+                 scheduler=None, snr_gamma: float | None = None) -> torch.Tensor:
+    """The diffusion loss: mean squared error of the ε prediction ``(B, C, h, w)`` (computed in float32).
+
+    With ``snr_gamma`` (and the draw's ``timesteps`` ``(B,)`` and its ``scheduler``) each sample's error is
+    weighted by ``min(SNR_t, γ) / SNR_t``, min-SNR-γ weighting (Hang et al., 2023) for ε prediction: the nearly
+    clean timesteps, whose ε errors are large but say little about the image, stop dominating the gradient.
+    ``snr_gamma=None`` is the plain mean.
+    """
+    if snr_gamma is None:
+        return F.mse_loss(predicted_noise.float(), noise.float())
+    if timesteps is None or scheduler is None:
+        raise ValueError("epsilon_loss: snr_gamma needs the timesteps and the scheduler that drew them")
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(scheduler, timesteps).float()
+    weight = torch.clamp(snr, max=snr_gamma) / snr
+    per_sample = F.mse_loss(predicted_noise.float(), noise.float(), reduction="none").mean(dim=(1, 2, 3))
+    return (per_sample * weight).mean()

@@ -95,7 +95,8 @@ def train_adapter(run: RunConfig, data_spec: str, out_root, *, manifest: str | N
             noisy, noise, timesteps = noise_latents(noise_schedule, latents, g)
             drop = (torch.rand(latents.shape[0], generator=g) < cfg.cond_drop_prob).to(session.device)
             report, knowledge = drop_conditions(drop, empty, report, knowledge)
-            loss = epsilon_loss(objective(noisy, timesteps, report, knowledge), noise)
+            loss = epsilon_loss(objective(noisy, timesteps, report, knowledge), noise, timesteps=timesteps,
+                                scheduler=noise_schedule, snr_gamma=cfg.snr_gamma)
             session.check_finite(loss, state)
             session.backward(loss, objective, micro)
         grad_norm = session.optimizer_step(objective, optimizer, scheduler, ema, state, params=adapter.parameters())

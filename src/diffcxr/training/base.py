@@ -65,7 +65,8 @@ def train_base(run: RunConfig, data_spec: str, out_root, *, manifest: str | None
             noisy, noise, timesteps = noise_latents(noise_schedule, latents, g)
             drop = (torch.rand(latents.shape[0], generator=g) < cfg.cond_drop_prob).to(session.device)
             (report,) = drop_conditions(drop, empty, report)
-            loss = epsilon_loss(model(noisy, timesteps, report).sample, noise)
+            loss = epsilon_loss(model(noisy, timesteps, report).sample, noise, timesteps=timesteps,
+                                scheduler=noise_schedule, snr_gamma=cfg.snr_gamma)
             session.check_finite(loss, state)
             session.backward(loss, model, micro)
         grad_norm = session.optimizer_step(model, optimizer, scheduler, ema, state)

@@ -111,6 +111,7 @@ class DiffusionConfig(StageConfig):
     beta_end: float = 0.012
     beta_schedule: str = "scaled_linear"
     cond_drop_prob: float = 0.1
+    snr_gamma: float | None = None  # min-SNR-γ loss weighting (e.g. 5); None: plain ε-MSE, the paper's
 
 
 @dataclasses.dataclass
@@ -286,6 +287,8 @@ def _check(cfg, section: str, where: str) -> None:
             raise DiffCXRError(f"{where}: distill needs 0 <= target_ema_decay < 1 and huber_c > 0")
     if isinstance(cfg, DiffusionConfig) and not 0 <= cfg.cond_drop_prob < 1:
         raise DiffCXRError(f"{where}: {section}.cond_drop_prob must be in [0, 1), got {cfg.cond_drop_prob}")
+    if isinstance(cfg, DiffusionConfig) and cfg.snr_gamma is not None and not cfg.snr_gamma > 0:
+        raise DiffCXRError(f"{where}: {section}.snr_gamma must be > 0 (or null), got {cfg.snr_gamma}")
 
 
 def train_config_dir() -> Path:
