@@ -181,3 +181,30 @@ def test_classifier_missing_policy_is_validated(phantom_dir, tmp_path):  # noqa:
     rc = main(["train", "classifier", "-c", "tiny", "--data", f"phantom:{phantom_dir}", "--output-dir",
                str(tmp_path), "--no-progress", "classifier.missing=ignore"])
     assert rc == 1
+
+
+def test_diffusion_stages_weight_their_loss_with_snr_gamma(tmp_path, frozen_parts, phantom_dir, monkeypatch):  # noqa: F811
+    import diffcxr.models.diffusion as diffusion
+    from _training_fixtures import copy_frozen
+
+    seen = []
+    plain = diffusion.epsilon_loss
+
+    def recording_loss(predicted, noise, **kwargs):
+        seen.append(kwargs.get("snr_gamma"))
+        return plain(predicted, noise, **kwargs)
+
+    monkeypatch.setattr(diffusion, "epsilon_loss", recording_loss)
+    out = copy_frozen(frozen_parts, tmp_path / "run")
+    for stage in ("base", "adapter"):
+        rc = main(["train", stage, "-c", "tiny", "--data", f"phantom:{phantom_dir}", "--output-dir", str(out),
+                   "--no-progress", "--no-mixed-precision", f"{stage}.max_steps=1", f"{stage}.snr_gamma=5"])
+        assert rc == 0
+    assert seen == [5.0, 5.0]  # one step of each stage, each with its gamma
+
+
+def test_bad_snr_gamma_is_one_line(tmp_path, phantom_dir, capsys):  # noqa: F811
+    rc = main(["train", "base", "-c", "tiny", "--data", f"phantom:{phantom_dir}", "--output-dir", str(tmp_path),
+               "base.snr_gamma=0"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "base.snr_gamma must be > 0" in err and len(err.strip().splitlines()) == 1
