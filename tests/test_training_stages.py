@@ -185,6 +185,7 @@ def test_classifier_missing_policy_is_validated(phantom_dir, tmp_path):  # noqa:
 
 def test_diffusion_stages_weight_their_loss_with_snr_gamma(tmp_path, frozen_parts, phantom_dir, monkeypatch):  # noqa: F811
     import diffcxr.models.diffusion as diffusion
+    import diffcxr.training.adapter as adapter_stage
     from _training_fixtures import copy_frozen
 
     seen = []
@@ -194,7 +195,8 @@ def test_diffusion_stages_weight_their_loss_with_snr_gamma(tmp_path, frozen_part
         seen.append(kwargs.get("snr_gamma"))
         return plain(predicted, noise, **kwargs)
 
-    monkeypatch.setattr(diffusion, "epsilon_loss", recording_loss)
+    monkeypatch.setattr(diffusion, "epsilon_loss", recording_loss)  # the base stage imports it when it runs
+    monkeypatch.setattr(adapter_stage, "epsilon_loss", recording_loss)  # the adapter stage at import
     out = copy_frozen(frozen_parts, tmp_path / "run")
     for stage in ("base", "adapter"):
         rc = main(["train", stage, "-c", "tiny", "--data", f"phantom:{phantom_dir}", "--output-dir", str(out),
