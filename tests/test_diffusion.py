@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from diffcxr.models.diffusion import (PAPER_SCHEDULE, epsilon_loss, noise_latents, sampling_scheduler,
@@ -45,12 +46,8 @@ def test_min_snr_weighting_down_weights_only_the_nearly_clean_timesteps():
         assert abs(loss.item() - expected) < 1e-5
     # gamma None is the plain mean whatever the timesteps; gamma without the draw is an error
     assert epsilon_loss(predicted, noise, timesteps=torch.full((2,), low_t), scheduler=sched).item() == 1.0
-    try:
+    with pytest.raises(ValueError, match="timesteps"):
         epsilon_loss(predicted, noise, snr_gamma=5.0)
-    except ValueError as err:
-        assert "timesteps" in str(err)
-    else:
-        raise AssertionError("snr_gamma without timesteps must raise")
     run = load_run_config("tiny", ["base.snr_gamma=5", "adapter.snr_gamma=5"])
     assert run.base.snr_gamma == 5.0 and run.adapter.snr_gamma == 5.0
 
