@@ -53,7 +53,7 @@ def test_min_snr_weighting_down_weights_only_the_nearly_clean_timesteps():
 
 
 def test_min_snr_is_the_default_only_where_it_was_measured():
-    """cpu-mini and demo train with min-SNR-5 (each measured over 2 seeds); paper keeps the paper's plain
+    """cpu-mini and demo train with min-SNR-5 (measured over 2 and 3 seeds); paper keeps the paper's plain
     eps-MSE, and null switches cpu-mini back to it."""
     for name in ("cpu-mini", "demo"):
         run = load_run_config(name, [])
