@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--device", default=None,
+                    help="torch device for generation (default: cuda when available, else cpu); scoring stays on cpu")
     ap.add_argument("--merge", help="comma-separated sweep.json files to plot together (no generation)")
     ap.add_argument("--seed-table", nargs="+", metavar="SEED=SWEEP.json[,...]",
                     help="mean ± SD over training seeds of earlier sweeps (no generation)")
@@ -95,7 +97,8 @@ def main() -> None:
     records = [r for r in read_records(args.data, split=None if args.split == "all" else args.split,
                                                 derive_labels=True) if r.report]
     records = records[: args.n_reports]
-    pipe = DiffCXRPipeline.from_pretrained(args.model)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe = DiffCXRPipeline.from_pretrained(args.model).to(device)
     checkpoints = {}  # component -> step
     for folder in (v.strip() for v in args.checkpoint.split(",") if v.strip()):
         component, step = load_training_checkpoint(pipe, folder)
