@@ -24,7 +24,7 @@
 # Environment: SEEDS (default "1 2"), ARMS, CONFIG (default cpu-mini), PARALLEL (arm-seeds trained at once,
 # default 1; on a GPU machine try 6), THREADS (torch threads per training process, default 1 when PARALLEL > 1),
 # DIFFCXR (default `diffcxr`), PYTHON (default `python`), YARDSTICK, N / N_EVAL (phantom counts),
-# TRAIN_OVERRIDES, SWEEP_ARGS (extra arguments for both). Cost: one arm-seed is about 2 h on 2 CPU cores; on one
+# TRAIN_OVERRIDES, SWEEP_ARGS (extra arguments for both). Cost: one arm-seed is 1-2 h on 2 CPU cores; on one
 # H200, PARALLEL=6 THREADS=2 trained 3 arms x 2 seeds side by side in ~270 s each (GPU ~99 % busy; the sweeps then
 # generate on the GPU, ~6 s per setting). TRAIN_OVERRIDES="classifier.max_steps=1" skips the run's own classifier,
 # which the ablation does not use (the yardstick scores every arm).
