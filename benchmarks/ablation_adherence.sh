@@ -20,6 +20,8 @@
 #   meanpool    parameter-free mean pooling instead of the learned squeeze (model=cpu-mini-no-squeeze)
 #   released    the squeeze as released: random init, token-0 loss only
 #   randomconv  the U-ViT's last conv with PyTorch's random init, as released (model.uvit.final_conv_init=random)
+#   tuned       the default plus the squeeze fine-tuned by the diffusion loss in stage 1 (base.train_squeeze=true;
+#               not in the default ARMS)
 #
 # Environment: SEEDS (default "1 2"), ARMS, CONFIG (default cpu-mini), PARALLEL (arm-seeds trained at once,
 # default 1; on a GPU machine try 6), THREADS (torch threads per training process, default 1 when PARALLEL > 1),
@@ -51,7 +53,8 @@ arm_overrides() {  # the config overrides that make an arm
     meanpool) echo "model=cpu-mini-no-squeeze" ;;
     released) echo "model=cpu-mini-squeeze-released vlm.local_loss_weight=0" ;;
     randomconv) echo "model.uvit.final_conv_init=random" ;;
-    *) echo "ablation_adherence.sh: unknown arm '$1' (default, meanpool, released, randomconv)" >&2; return 2 ;;
+    tuned) echo "base.train_squeeze=true" ;;
+    *) echo "ablation_adherence.sh: unknown arm '$1' (default, meanpool, released, randomconv, tuned)" >&2; return 2 ;;
   esac
 }
 for arm in "${arms[@]}"; do arm_overrides "$arm" > /dev/null; done  # fail on a typo before hours of training

@@ -346,18 +346,27 @@ class ReportEncoder(ModelMixin, ConfigMixin):
             self.tokenizer.truncation_side = old_side
         return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, return_dict: bool = True):
+    def token_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                     token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The text tower's [CLS] state + its ``max_length`` token states, ``(B, 1 + max_length, d)``: what the
+        squeeze reads (cached once when ``base.train_squeeze`` trains the squeeze on a frozen tower)."""
         kwargs = {"attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
         states = self.text_encoder(input_ids=input_ids, **kwargs).last_hidden_state  # (B, L, d)
-        cls_state = states[:, :1]
-        tokens = torch.cat([cls_state, states], dim=1)  # (B, 1 + max_length, d): [CLS] + token states
+        return torch.cat([states[:, :1], states], dim=1)
+
+    def reduce(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> ReportEncoderOutput:
+        """Squeeze (or mean-pool) ``(B, 1 + max_length, d)`` token states to the global vector and the 77
+        condition tokens."""
         if isinstance(self.squeeze, TokenSqueeze):
             tokens = tokens.to(self.squeeze.conv1.weight.dtype)
         squeezed = self.squeeze(tokens, attention_mask)
-        out = ReportEncoderOutput(global_embeds=squeezed[:, 0], condition_embeds=squeezed[:, 1:])
+        return ReportEncoderOutput(global_embeds=squeezed[:, 0], condition_embeds=squeezed[:, 1:])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, return_dict: bool = True):
+        out = self.reduce(self.token_states(input_ids, attention_mask, token_type_ids), attention_mask)
         return out if return_dict else (out.global_embeds, out.condition_embeds)
 
     def encode(self, reports: list[str] | str, allow_empty: bool = False) -> ReportEncoderOutput:

@@ -5,6 +5,12 @@ weight decay 0.03, betas (0.9, 0.9); linear warm-up then constant; EMA; with pro
 (0.1) the report AND knowledge conditions are replaced by the empty-prompt embedding (classifier-free
 guidance). Latents and report embeddings are precomputed once (:mod:`diffcxr.training.cache`). Saves the EMA
 weights to ``<out>/base/uvit`` and a sample grid for hold-out reports.
+
+``base.train_squeeze`` (off by default) also trains the report encoder's squeeze with the diffusion loss: the
+cache then holds the frozen text tower's token states, the squeeze runs inside the training step (on the
+report and on the empty prompt, so dropped rows get the squeeze's own empty condition), and its EMA weights are
+saved with the text tower as ``<out>/base/report_encoder``, which the adapter stage and the exported pipeline
+then use. Inference cost is unchanged: the squeeze runs once per report either way.
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ from pathlib import Path
 
 import torch
 
+from torch import nn
+
+from diffcxr.errors import DiffCXRError
 from diffcxr.training.session import Session, stage_complete
 from diffcxr.training.config import RunConfig
 
-__all__ = ["train_base", "drop_conditions", "write_sample_grid"]
+__all__ = ["train_base", "BaseObjective", "drop_conditions", "write_sample_grid"]
 
 
 def drop_conditions(drop: torch.Tensor, empty: torch.Tensor, *conditions: torch.Tensor) -> list[torch.Tensor]:
@@ -25,34 +34,71 @@ def drop_conditions(drop: torch.Tensor, empty: torch.Tensor, *conditions: torch.
     return [torch.where(mask, empty.to(c.dtype).expand_as(c), c) for c in conditions]
 
 
+class BaseObjective(nn.Module):
+    """Stage 1's ε prediction: condition dropout, then the U-ViT. With a ``squeeze`` (``base.train_squeeze``) the
+    report and empty-prompt conditions are computed from cached token states inside the step, so the diffusion
+    loss trains the squeeze too.
+
+    ``report`` (B, 77, d) condition tokens, or (B, 1 + L, d) token states with ``report_mask`` (B, L) when there
+    is a squeeze; ``empty`` likewise (1, 77, d) or (1, 1 + L, d) with ``empty_mask``; ``drop`` (B,) bool.
+    Returns ε̂ (B, C, h, w)."""
+
+    def __init__(self, uvit: nn.Module, squeeze: nn.Module | None = None):
+        super().__init__()
+        self.uvit = uvit
+        self.squeeze = squeeze
+
+    def forward(self, noisy, timesteps, report, drop, empty, report_mask=None, empty_mask=None) -> torch.Tensor:
+        if self.squeeze is not None:
+            report = self.squeeze(report, report_mask)[:, 1:]
+            empty = self.squeeze(empty, empty_mask)[:, 1:]
+        (report,) = drop_conditions(drop, empty, report)
+        return self.uvit(noisy, timesteps, report).sample
+
+
 def train_base(run: RunConfig, data_spec: str, out_root, *, manifest: str | None = None, resume: bool = False,
                mixed_precision: str | None = None, progress: bool = True, step_callback=None) -> Path:
     from diffcxr.models.configs import uvit_kwargs
     from diffcxr.models.diffusion import epsilon_loss, noise_latents, training_scheduler
     from diffcxr.models.uvit import UViT
-    from diffcxr.training.cache import prepare_latent_cache
+    from diffcxr.training.cache import load_frozen_components, prepare_latent_cache
 
     out = Path(out_root) / "base"
     mcfg, cfg = run.model_config(), run.base
     if resume and stage_complete(out, cfg.max_steps):
         print(f"[base] already complete in {out}", flush=True)
         return out
+    tune_squeeze = cfg.train_squeeze
+    if tune_squeeze and mcfg["report_encoder"]["token_reduction"] != "squeeze":
+        raise DiffCXRError("base.train_squeeze=true needs the learned squeeze, but this model's report encoder "
+                           f"mean-pools (report_encoder.token_reduction: {mcfg['report_encoder']['token_reduction']})")
 
     # -- set-up ----------------------------------------------------------------------------------------------------
     session = Session(run, "base", out, resume=resume, mixed_precision=mixed_precision, progress=progress,
                       step_callback=step_callback)
     acc = session.accelerator
     train_records, holdout_records = session.stage_records(data_spec, manifest)
-    cache = prepare_latent_cache(run, session, train_records, out_root, progress=progress)
+    # the VLM stage's encoder: frozen, or (train_squeeze) its squeeze trains here and the tuned encoder is exported
+    components = load_frozen_components(run, out_root, session.device, report_encoder_stage="vlm")
+    cache = prepare_latent_cache(run, session, train_records, out_root, progress=progress, components=components,
+                                 token_states=tune_squeeze)
     empty = cache.empty.to(session.device)
+    empty_mask = cache.empty_mask.to(session.device) if tune_squeeze else None
     noise_schedule = training_scheduler(cfg)
     torch.manual_seed(run.seed)
     uvit = UViT(**uvit_kwargs(mcfg))
-    optimizer = session.optimizer(uvit.parameters())
+    encoder = components[1]
+    squeeze = encoder.squeeze.requires_grad_(True) if tune_squeeze else None
+    groups = [{"params": list(uvit.parameters())}]
+    if tune_squeeze:
+        groups.append({"params": list(squeeze.parameters()), "lr": cfg.squeeze_lr or cfg.lr})
+    optimizer = session.optimizer(groups)
     scheduler = session.lr_scheduler(optimizer)
-    model, optimizer = acc.prepare(uvit, optimizer)
-    ema = session.ema(model)
-    state = session.restore({"uvit": model}, optimizer, scheduler, ema)
+    model, optimizer = acc.prepare(BaseObjective(uvit, squeeze), optimizer)
+    core = acc.unwrap_model(model)
+    ema = session.ema(model)  # over the U-ViT's parameters, then the squeeze's
+    state = session.restore({"uvit": core.uvit, **({"squeeze": core.squeeze} if tune_squeeze else {})},
+                            optimizer, scheduler, ema)
     batches = session.batches(len(cache), state)
 
     # -- the loop --------------------------------------------------------------------------------------------------
@@ -60,31 +106,35 @@ def train_base(run: RunConfig, data_spec: str, out_root, *, manifest: str | None
     while state.step < cfg.max_steps:
         model.train()
         for micro in range(cfg.grad_accum):
-            latents, report, _ = (t.to(session.device) for t in cache.get(next(batches)))
+            indices = next(batches)
+            latents, report, _ = (t.to(session.device) for t in cache.get(indices))
+            report_mask = cache.report_mask(indices).to(session.device) if tune_squeeze else None
             g = session.generator(state, micro)
             noisy, noise, timesteps = noise_latents(noise_schedule, latents, g)
             drop = (torch.rand(latents.shape[0], generator=g) < cfg.cond_drop_prob).to(session.device)
-            (report,) = drop_conditions(drop, empty, report)
-            loss = epsilon_loss(model(noisy, timesteps, report).sample, noise, timesteps=timesteps,
-                                scheduler=noise_schedule, snr_gamma=cfg.snr_gamma)
+            loss = epsilon_loss(model(noisy, timesteps, report, drop, empty, report_mask, empty_mask), noise,
+                                timesteps=timesteps, scheduler=noise_schedule, snr_gamma=cfg.snr_gamma)
             session.check_finite(loss, state)
             session.backward(loss, model, micro)
         grad_norm = session.optimizer_step(model, optimizer, scheduler, ema, state)
         session.log(state, grad_norm)
         if run.sample.every and state.step % run.sample.every == 0 and state.step < cfg.max_steps and session.is_main:
             with session.ema_weights(model):
-                write_sample_grid(run, out_root, acc.unwrap_model(model), holdout_records,
-                                  out / "samples" / f"step-{state.step:08d}.png")
+                write_sample_grid(run, out_root, core.uvit, holdout_records,
+                                  out / "samples" / f"step-{state.step:08d}.png", components=components)
         session.after_step(state)
     session.finish(state)
 
     # -- export (EMA weights) --------------------------------------------------------------------------------------
     if session.is_main:
-        unwrapped = acc.unwrap_model(model)
         with session.ema_weights(model):
-            unwrapped.save_pretrained(out / "uvit", safe_serialization=True)
-            write_sample_grid(run, out_root, unwrapped, holdout_records, out / "samples" / "final.png")
-        print(f"[base] saved {out / 'uvit'}", flush=True)
+            core.uvit.save_pretrained(out / "uvit", safe_serialization=True)
+            if tune_squeeze:  # the squeeze is encoder.squeeze: the tuned encoder is the VLM one with these weights
+                encoder.save_pretrained(out / "report_encoder")
+            write_sample_grid(run, out_root, core.uvit, holdout_records, out / "samples" / "final.png",
+                              components=components)
+        print(f"[base] saved {out / 'uvit'}" + (f" and the tuned {out / 'report_encoder'}" if tune_squeeze else ""),
+              flush=True)
     session.mark_complete()
     return out
 

@@ -8,6 +8,10 @@ a new folder, an unchanged one is reused. Layout::
     knowledge.safetensors     table (K, 77, d): the K distinct knowledge prompts; empty (1, 77, d): "" prompt
     index.json                ids, prompts, shapes; written last (its presence = the cache is complete)
 
+With ``token_states=True`` (``base.train_squeeze``: the squeeze trains, the text tower does not) ``report`` and
+``empty`` hold the text tower's token states instead, (n, 1 + L, d) and (1, 1 + L, d), next to their attention
+masks ``report_mask`` (n, L) and ``empty_mask`` (1, L), uint8.
+
 Shards are written atomically (temp file + ``os.replace``), so an interrupted build resumes at the first
 missing shard.
 """
@@ -51,14 +55,17 @@ def _atomic_save(tensors: dict, path: Path) -> None:
 
 @torch.no_grad()
 def build_cache(cache_root, records, vae, encoder, *, image_size: int, dtype: str = "float16", shard_size: int = 1024,
-                batch_size: int = 32, progress: bool = True, skip_unreadable: bool = True) -> Path:
-    """Encode ``records`` once (VAE posterior means, report and knowledge condition tokens); return the folder."""
+                batch_size: int = 32, progress: bool = True, skip_unreadable: bool = True,
+                token_states: bool = False) -> Path:
+    """Encode ``records`` once (VAE posterior means, report and knowledge condition tokens); return the folder.
+    ``token_states``: store the text tower's token states and masks instead of the report condition tokens."""
     from diffcxr.models.vae import encode_images
     from diffcxr.training.data import ImageSet, knowledge_prompts
 
     prompts = knowledge_prompts(records)
     key = hashlib.sha256("|".join([model_fingerprint(vae), model_fingerprint(encoder),
-                                   data_fingerprint(records, prompts, image_size), dtype]).encode()).hexdigest()[:20]
+                                   data_fingerprint(records, prompts, image_size), dtype]
+                                  + (["token-states"] if token_states else [])).encode()).hexdigest()[:20]
     folder = Path(cache_root) / key
     if (folder / "index.json").is_file():
         return folder
@@ -75,8 +82,17 @@ def build_cache(cache_root, records, vae, encoder, *, image_size: int, dtype: st
             out.append(encoder.encode(texts[s:s + batch_size], allow_empty=allow_empty).condition_embeds.float().cpu())
         return torch.cat(out)
 
-    _atomic_save({"table": encode_text(distinct).to(store), "empty": encode_text([""], allow_empty=True).to(store)},
-                 folder / "knowledge.safetensors")
+    def encode_states(texts, allow_empty=False):  # -> (states (B, 1 + L, d) in the storage dtype, masks (B, L) uint8)
+        tokens = encoder.tokenize(texts, allow_empty=allow_empty)
+        return (encoder.token_states(**tokens).float().cpu().to(store),
+                tokens["attention_mask"].cpu().to(torch.uint8))
+
+    knowledge = {"table": encode_text(distinct).to(store)}
+    if token_states:
+        knowledge["empty"], knowledge["empty_mask"] = encode_states([""], allow_empty=True)
+    else:
+        knowledge["empty"] = encode_text([""], allow_empty=True).to(store)
+    _atomic_save(knowledge, folder / "knowledge.safetensors")
     images = ImageSet(records, image_size, in_memory=False, skip_unreadable=skip_unreadable)
     n_shards = (len(records) + shard_size - 1) // shard_size
     bar = None
@@ -91,20 +107,27 @@ def build_cache(cache_root, records, vae, encoder, *, image_size: int, dtype: st
             if bar is not None:
                 bar.update(hi - lo)
             continue
-        latents, reports = [], []
+        latents, reports, masks = [], [], []
         for s in range(lo, hi, batch_size):
             idx = list(range(s, min(s + batch_size, hi)))
             latents.append(encode_images(vae, images.batch(idx)).float().cpu())
-            reports.append(encode_text(images.reports(idx)))
+            if token_states:
+                states, mask = encode_states(images.reports(idx))
+                reports.append(states)
+                masks.append(mask)
+            else:
+                reports.append(encode_text(images.reports(idx)).to(store))
             if bar is not None:
                 bar.update(len(idx))
-        _atomic_save({"latents": torch.cat(latents), "report": torch.cat(reports).to(store),
-                      "knowledge_index": torch.tensor([prompt_index[p] for p in prompts[lo:hi]], dtype=torch.int64)},
-                     path)
+        shard_tensors = {"latents": torch.cat(latents), "report": torch.cat(reports),
+                         "knowledge_index": torch.tensor([prompt_index[p] for p in prompts[lo:hi]], dtype=torch.int64)}
+        if token_states:
+            shard_tensors["report_mask"] = torch.cat(masks)
+        _atomic_save(shard_tensors, path)
     if bar is not None:
         bar.close()
     index = {"format": 1, "n": len(records), "shard_size": shard_size, "n_shards": n_shards, "ids": [r.id for r in records],
-             "knowledge_prompts": distinct, "dtype": dtype, "image_size": image_size,
+             "knowledge_prompts": distinct, "dtype": dtype, "image_size": image_size, "token_states": token_states,
              "scaling_factor": float(vae.config.scaling_factor)}
     atomic_write_text(folder / "index.json", json.dumps(index))
     return folder
@@ -112,6 +135,8 @@ def build_cache(cache_root, records, vae, encoder, *, image_size: int, dtype: st
 
 class LatentCache:
     """Read a cache folder: ``get(indices)`` → ``(latents, report_tokens, knowledge_tokens)`` float32 tensors.
+    In a ``token_states`` cache ``report_tokens`` and ``empty`` are token states, with ``report_mask(indices)``
+    and ``empty_mask`` their attention masks (None otherwise).
 
     Loaded into memory when it fits in ``max_memory_bytes``, otherwise read lazily (memory-mapped slices).
     """
@@ -128,11 +153,13 @@ class LatentCache:
         self.n, self.shard_size = self.index["n"], self.index["shard_size"]
         know = load_file(str(self.folder / "knowledge.safetensors"))
         self.knowledge_table, self.empty = know["table"].float(), know["empty"].float()
+        self.token_states = bool(self.index.get("token_states", False))
+        self.empty_mask = know["empty_mask"].long() if self.token_states else None
         shards = [self.folder / f"shard-{i:05d}.safetensors" for i in range(self.index["n_shards"])]
         total = sum(p.stat().st_size for p in shards)
         if total <= max_memory_bytes:
             loaded = [load_file(str(p)) for p in shards]
-            self._mem = {k: torch.cat([s[k] for s in loaded]) for k in ("latents", "report", "knowledge_index")}
+            self._mem = {k: torch.cat([s[k] for s in loaded]) for k in loaded[0]}
             self._handles = None
         else:
             self._mem = None
@@ -154,6 +181,10 @@ class LatentCache:
             rows.append(self._handles[shard].get_slice(key)[row:row + 1])
         return torch.cat(rows)
 
+    def report_mask(self, indices) -> torch.Tensor | None:
+        """The attention masks (B, L) of the cached token states (a ``token_states`` cache; None otherwise)."""
+        return self._rows("report_mask", indices).long() if self.token_states else None
+
     def get(self, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         latents = self._rows("latents", indices).float()
         report = self._rows("report", indices).float()
@@ -161,9 +192,12 @@ class LatentCache:
         return latents, report, knowledge
 
 
-def load_frozen_components(run, out_root, device="cpu"):
+def load_frozen_components(run, out_root, device="cpu", report_encoder_stage: str | None = None):
     """The VAE and report encoder the diffusion stages train on: ``<out>/vae/vae`` (or the model config's
-    pretrained VAE) and ``<out>/vlm/report_encoder``. Raises a clear error when a stage has not been run."""
+    pretrained VAE) and the report encoder of ``report_encoder_stage``: ``"vlm"`` (``<out>/vlm/report_encoder``)
+    or ``"base"`` (``<out>/base/report_encoder``, written when ``base.train_squeeze`` tuned the squeeze); None
+    takes the base stage's where it exists, else the VLM stage's. Raises a clear error when a stage has not been
+    run."""
     from diffcxr.models.report_encoder import ReportEncoder
     from diffcxr.models.vae import load_vae
 
@@ -176,7 +210,13 @@ def load_frozen_components(run, out_root, device="cpu"):
         vae = load_vae(vae_dir)
     else:
         raise DiffCXRError(f"no trained VAE in {vae_dir}: run `diffcxr train vae` (or `all`) with this --output-dir first")
-    enc_dir = out_root / "vlm" / "report_encoder"
+    tuned_dir = out_root / "base" / "report_encoder"
+    if report_encoder_stage is None:
+        report_encoder_stage = "base" if (tuned_dir / "config.json").is_file() else "vlm"
+    enc_dir = out_root / report_encoder_stage / "report_encoder"
+    if report_encoder_stage == "base" and not (enc_dir / "config.json").is_file():
+        raise DiffCXRError(f"no tuned report encoder in {enc_dir}: the base stage writes one only with "
+                           "base.train_squeeze=true")
     if not (enc_dir / "config.json").is_file():
         raise DiffCXRError(f"no trained report encoder in {enc_dir}: run `diffcxr train vlm` (or `all`) with this "
                            "--output-dir first")
@@ -188,9 +228,11 @@ def load_frozen_components(run, out_root, device="cpu"):
     return vae, encoder
 
 
-def prepare_latent_cache(run, session, records, out_root, progress: bool = True, components=None) -> "LatentCache":
+def prepare_latent_cache(run, session, records, out_root, progress: bool = True, components=None,
+                         token_states: bool = False) -> "LatentCache":
     """Build the cache on the main process (others wait), then open it everywhere. ``components``: the frozen
-    ``(vae, report_encoder)`` to encode with (default: those trained in ``out_root``)."""
+    ``(vae, report_encoder)`` to encode with (default: those trained in ``out_root``); ``token_states``: cache the
+    text tower's token states instead of the condition tokens (see :func:`build_cache`)."""
     mcfg = run.model_config()
     root = Path(run.cache.dir) if run.cache.dir else Path(out_root) / "cache"
     folder_file = Path(session.out_dir) / ".cache_folder"
@@ -198,7 +240,7 @@ def prepare_latent_cache(run, session, records, out_root, progress: bool = True,
         vae, encoder = components or load_frozen_components(run, out_root, session.device)
         folder = build_cache(root, records, vae, encoder, image_size=mcfg["image_size"], dtype=run.cache.dtype,
                              shard_size=run.cache.shard_size, batch_size=run.cache.batch_size, progress=progress,
-                             skip_unreadable=run.data.skip_unreadable)
+                             skip_unreadable=run.data.skip_unreadable, token_states=token_states)
         folder_file.write_text(str(folder), encoding="utf-8")
         del vae, encoder
     session.accelerator.wait_for_everyone()

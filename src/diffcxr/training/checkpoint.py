@@ -288,30 +288,37 @@ def checkpoint_meta(path: str | os.PathLike) -> dict:
     return json.loads(state_file.read_text(encoding="utf-8"))
 
 
-def load_checkpoint_weights(path: str | os.PathLike, module: torch.nn.Module, prefix: str,
-                            use_ema: bool = True) -> int:
+def load_checkpoint_weights(path: str | os.PathLike, module: torch.nn.Module | dict[str, torch.nn.Module],
+                            prefix: str | None = None, use_ema: bool = True) -> int:
     """Load one model's weights from a training checkpoint into ``module`` and return the checkpoint's step.
 
     ``prefix`` names the model inside the checkpoint (``uvit`` for the base stage, ``adapter`` for the knowledge
-    adapter; ``state.json`` lists them). With ``use_ema`` (and an ``ema.safetensors`` present) the trainable
-    parameters get the EMA weights, as the stage itself exports them: the EMA keeps one tensor per trainable
-    parameter, in ``module.parameters()`` order, so the count and every shape are checked. Used to score a
+    adapter; ``state.json`` lists them); ``module`` may also be a ``{prefix: module}`` dict for a stage that
+    trained several models under one EMA (the base stage with ``train_squeeze``: ``uvit`` then ``squeeze``).
+    With ``use_ema`` (and an ``ema.safetensors`` present) the parameters get the EMA weights, as the stage itself
+    exports them: the EMA keeps one tensor per parameter, in ``module.parameters()``
+    order (the dict's modules one after another), so the count and every shape are checked. Used to score a
     run's intermediate checkpoints (learning curves) without retraining.
     """
     from safetensors.torch import load_file
 
     path = Path(path)
+    modules = module if isinstance(module, dict) else {prefix: module}
     meta = checkpoint_meta(path)
-    if prefix not in meta.get("models", []):
-        raise DiffCXRError(f"checkpoint {path} holds {meta.get('models')}, not {prefix!r}")
-    _load_model(path, load_file(str(path / "model.safetensors")), prefix, module)
+    tensors = load_file(str(path / "model.safetensors"))
+    for name, part in modules.items():
+        if name not in meta.get("models", []):
+            raise DiffCXRError(f"checkpoint {path} holds {meta.get('models')}, not {name!r}")
+        _load_model(path, tensors, name, part)
     ema_file = path / "ema.safetensors"
     if use_ema and ema_file.is_file():
         shadow = load_file(str(ema_file))
-        params = [p for p in module.parameters() if p.requires_grad]
+        # every parameter: the stages train all of these modules (a pipeline may have switched requires_grad off)
+        params = [p for part in modules.values() for p in part.parameters()]
         if len(shadow) != len(params):
-            raise DiffCXRError(f"checkpoint {path}: {len(shadow)} EMA tensors for {len(params)} trainable "
-                               f"parameters of this {type(module).__name__}")
+            names = " + ".join(type(part).__name__ for part in modules.values())
+            raise DiffCXRError(f"checkpoint {path}: {len(shadow)} EMA tensors for the {len(params)} parameters "
+                               f"of this {names}")
         with torch.no_grad():
             for i, param in enumerate(params):
                 value = shadow[f"shadow.{i}"]

@@ -30,7 +30,7 @@ from diffcxr.errors import DiffCXRError
 from diffcxr.findings import LABEL_POLICIES
 
 __all__ = [
-    "StageConfig", "VAEConfig", "VLMConfig", "DiffusionConfig", "AdapterConfig", "ClassifierConfig",
+    "StageConfig", "VAEConfig", "VLMConfig", "DiffusionConfig", "BaseConfig", "AdapterConfig", "ClassifierConfig",
     "DataConfig", "CacheConfig", "SampleConfig", "RunConfig", "STAGES", "EXTRA_STAGES", "DistillConfig", "TRAIN_CONFIG_NAMES",
     "train_config_dir", "load_run_config", "apply_overrides", "config_to_dict", "save_run_info", "git_sha",
 ]
@@ -112,6 +112,17 @@ class DiffusionConfig(StageConfig):
     beta_schedule: str = "scaled_linear"
     cond_drop_prob: float = 0.1
     snr_gamma: float | None = None  # min-SNR-γ loss weighting (e.g. 5); None: plain ε-MSE, the paper's
+
+
+@dataclasses.dataclass
+class BaseConfig(DiffusionConfig):
+    """Stage 1 (base U-ViT). ``train_squeeze``: also train the report encoder's squeeze with the diffusion loss
+    (text tower frozen, its token states cached; the empty-prompt condition recomputed through the squeeze every
+    step), at ``squeeze_lr`` (0 = ``lr``); the tuned encoder is saved to ``<out>/base/report_encoder`` and every
+    later stage and the exported pipeline use it. Off by default (the paper freezes the squeeze after the VLM stage)."""
+
+    train_squeeze: bool = False
+    squeeze_lr: float = 0.0
 
 
 @dataclasses.dataclass
@@ -208,7 +219,7 @@ class RunConfig:
     sample: SampleConfig = dataclasses.field(default_factory=SampleConfig)
     vae: VAEConfig = dataclasses.field(default_factory=VAEConfig)
     vlm: VLMConfig = dataclasses.field(default_factory=VLMConfig)
-    base: DiffusionConfig = dataclasses.field(default_factory=DiffusionConfig)
+    base: BaseConfig = dataclasses.field(default_factory=BaseConfig)
     adapter: AdapterConfig = dataclasses.field(default_factory=AdapterConfig)
     classifier: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)

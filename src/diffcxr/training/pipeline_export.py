@@ -48,7 +48,8 @@ _CHECKPOINT_COMPONENT = {"uvit": "denoiser", "adapter": "knowledge_adapter"}
 
 def load_training_checkpoint(pipe, checkpoint: str | Path, use_ema: bool = True) -> tuple[str, int]:
     """Put a base- or adapter-stage checkpoint's weights (EMA by default, as the stages export) into ``pipe``'s
-    denoiser or knowledge adapter, in place; return ``(component, step)``. Scores a run at an intermediate step
+    denoiser or knowledge adapter (and, from a ``base.train_squeeze`` run, the report encoder's squeeze), in
+    place; return ``(component, step)``. Scores a run at an intermediate step
     (``<run>/base/checkpoints/checkpoint-00002000``) without retraining; keep more of them with
     ``base.keep_last=8``."""
     from diffcxr.training.checkpoint import checkpoint_meta, load_checkpoint_weights
@@ -63,7 +64,10 @@ def load_training_checkpoint(pipe, checkpoint: str | Path, use_ema: bool = True)
     if module is None:
         raise DiffCXRError(f"checkpoint {checkpoint} is an adapter checkpoint but this pipeline has no knowledge "
                            "adapter")
-    step = load_checkpoint_weights(checkpoint, module, prefix, use_ema=use_ema)
+    modules = {prefix: module}
+    if "squeeze" in models:  # a base stage with train_squeeze: the report encoder's squeeze trained with it
+        modules["squeeze"] = pipe.report_encoder.squeeze
+    step = load_checkpoint_weights(checkpoint, modules, use_ema=use_ema)
     return component, step
 
 
