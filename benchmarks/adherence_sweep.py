@@ -193,7 +193,10 @@ def _read_seed_sweeps(specs: list[str], yardstick: int) -> tuple[dict, float]:
             raise SystemExit(f"error: give seed-table entries as SEED=SWEEP.json[,...], got {spec!r}")
         rows = {}
         for path in (f for f in files.split(",") if f.strip()):
-            sweep = json.loads(Path(path).read_text())
+            try:
+                sweep = json.loads(Path(path).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise SystemExit(f"error: cannot read the sweep {path} ({exc.__class__.__name__}: {exc})") from None
             judges = list(sweep.get("yardsticks", {}).values()) or [{"real": sweep["real"], "rows": sweep["rows"]}]
             if yardstick >= len(judges):
                 raise SystemExit(f"error: {path} has {len(judges)} yardstick(s), --yardstick {yardstick} asked")
