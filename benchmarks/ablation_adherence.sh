@@ -28,8 +28,9 @@
 # DIFFCXR (default `diffcxr`), PYTHON (default `python`), YARDSTICK, N / N_EVAL (phantom counts),
 # TRAIN_OVERRIDES, SWEEP_ARGS (extra arguments for both). Cost: one arm-seed is 1-2 h on 2 CPU cores; on one
 # H200, PARALLEL=6 THREADS=2 trained 3 arms x 2 seeds side by side in ~270 s each (GPU ~99 % busy; the sweeps then
-# generate on the GPU, ~6 s per setting); the tuned arm is ~15 % slower and caches 1 GB of token states. TRAIN_OVERRIDES="classifier.max_steps=1" skips the run's own classifier,
-# which the ablation does not use (the yardstick scores every arm).
+# generate on the GPU, ~6 s per setting); the tuned arm is ~15 % slower and caches 1 GB of token states.
+# TRAIN_OVERRIDES="classifier.max_steps=1" skips the run's own classifier, which the ablation does not use (the
+# yardstick scores every arm).
 # Smoke run (about a minute): CONFIG=tiny N=60 N_EVAL=12 YARDSTICK=<a classifier folder> SEEDS="1 2" \
 #   TRAIN_OVERRIDES="vae.max_steps=2 vlm.max_steps=2 base.max_steps=2 adapter.max_steps=2 classifier.max_steps=2" \
 #   SWEEP_ARGS="--n-reports 12 --steps 2 --bootstrap 0" bash benchmarks/ablation_adherence.sh /tmp/abl

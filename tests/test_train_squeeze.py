@@ -116,6 +116,9 @@ def test_train_squeeze_resumes_exactly(tmp_path, frozen_parts, phantom_dir):  # 
                 resume=True)
     for name, value in _squeeze_tensors(straight / "base").items():
         torch.testing.assert_close(_squeeze_tensors(split / "base")[name], value, rtol=0, atol=0)
+    # the setting is part of the run: resuming it without the squeeze is one clear error
+    with pytest.raises(DiffCXRError, match="was trained with base.train_squeeze=true"):
+        train_stage("base", tiny_run("base.max_steps=4"), data, split, progress=False, resume=True)
 
 
 def test_train_squeeze_needs_the_learned_squeeze(tmp_path, frozen_parts, phantom_dir):  # noqa: F811
@@ -125,3 +128,24 @@ def test_train_squeeze_needs_the_learned_squeeze(tmp_path, frozen_parts, phantom
     run = tiny_run("base.train_squeeze=true", "model.report_encoder.token_reduction=mean_pool")
     with pytest.raises(DiffCXRError, match="train_squeeze=true needs the learned squeeze"):
         train_stage("base", run, f"phantom:{phantom_dir}", out, progress=False)
+
+
+def test_a_plain_base_run_drops_a_stale_tuned_encoder(tmp_path, frozen_parts, phantom_dir):  # noqa: F811
+    """A tuned encoder left by an earlier run in the same folder must not reach the adapter and pipeline of a
+    plain (frozen-squeeze) base run."""
+    import shutil
+
+    from diffcxr.training import train_stage
+    from diffcxr.training.cache import load_frozen_components
+
+    out = copy_frozen(frozen_parts, tmp_path / "run")
+    data = f"phantom:{phantom_dir}"
+    train_stage("base", tiny_run("base.train_squeeze=true"), data, out, progress=False)
+    for name in ("checkpoints", "COMPLETE.json"):  # start the base stage over, leaving its exported encoder
+        target = out / "base" / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    train_stage("base", tiny_run(), data, out, progress=False)
+    assert not (out / "base" / "report_encoder").exists()
+    _, encoder = load_frozen_components(tiny_run(), out)
+    for name, value in _squeeze_tensors(out / "vlm").items():
+        assert torch.equal(encoder.squeeze.state_dict()[name], value), name

@@ -15,10 +15,10 @@ then use. Inference cost is unchanged: the squeeze runs once per report either w
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
-
 from torch import nn
 
 from diffcxr.errors import DiffCXRError
@@ -77,6 +77,7 @@ def train_base(run: RunConfig, data_spec: str, out_root, *, manifest: str | None
     session = Session(run, "base", out, resume=resume, mixed_precision=mixed_precision, progress=progress,
                       step_callback=step_callback)
     acc = session.accelerator
+    _check_same_squeeze_setting(session, tune_squeeze)
     train_records, holdout_records = session.stage_records(data_spec, manifest)
     # the VLM stage's encoder: frozen, or (train_squeeze) its squeeze trains here and the tuned encoder is exported
     components = load_frozen_components(run, out_root, session.device, report_encoder_stage="vlm")
@@ -131,12 +132,27 @@ def train_base(run: RunConfig, data_spec: str, out_root, *, manifest: str | None
             core.uvit.save_pretrained(out / "uvit", safe_serialization=True)
             if tune_squeeze:  # the squeeze is encoder.squeeze: the tuned encoder is the VLM one with these weights
                 encoder.save_pretrained(out / "report_encoder")
+            elif (out / "report_encoder").exists():  # a tuned encoder of an earlier run here: not this model's
+                shutil.rmtree(out / "report_encoder")
             write_sample_grid(run, out_root, core.uvit, holdout_records, out / "samples" / "final.png",
                               components=components)
         print(f"[base] saved {out / 'uvit'}" + (f" and the tuned {out / 'report_encoder'}" if tune_squeeze else ""),
               flush=True)
     session.mark_complete()
     return out
+
+
+def _check_same_squeeze_setting(session: Session, tune_squeeze: bool) -> None:
+    """``--resume`` keeps ``base.train_squeeze``: a checkpoint with the squeeze resumes only with it, and back."""
+    from diffcxr.training.checkpoint import checkpoint_meta
+
+    latest = session.checkpointer.latest() if session.resume else None
+    if latest is None:
+        return
+    had_squeeze = "squeeze" in checkpoint_meta(latest).get("models", [])
+    if had_squeeze != tune_squeeze:
+        raise DiffCXRError(f"--resume: {latest} was trained with base.train_squeeze={str(had_squeeze).lower()}; "
+                           f"resume it with the same setting (this command has {str(tune_squeeze).lower()})")
 
 
 def write_sample_grid(run, out_root, uvit, holdout_records, path: Path, adapter=None, components=None,
