@@ -70,6 +70,7 @@ def test_the_diffusion_loss_reaches_every_row_of_the_squeeze():
 
 
 def test_train_squeeze_exports_a_tuned_encoder_that_later_stages_use(tmp_path, frozen_parts, phantom_dir):  # noqa: F811
+    from diffcxr.models.report_encoder import ReportEncoder
     from diffcxr.training import train_stage
     from diffcxr.training.cache import LatentCache
     from diffcxr.training.pipeline_export import build_pipeline, load_training_checkpoint
@@ -91,7 +92,12 @@ def test_train_squeeze_exports_a_tuned_encoder_that_later_stages_use(tmp_path, f
 
     train_stage("adapter", run, data, out, progress=False)
     adapter_cache = LatentCache((out / "adapter" / ".cache_folder").read_text().strip())
-    assert not adapter_cache.token_states and adapter_cache.folder != base_cache.folder  # re-encoded, tuned
+    assert not adapter_cache.token_states
+    with torch.no_grad():  # the adapter's conditions come from the tuned encoder, not the VLM stage's
+        tuned_empty = ReportEncoder.from_pretrained(out / "base" / "report_encoder").encode([""], allow_empty=True)
+        vlm_empty = ReportEncoder.from_pretrained(out / "vlm" / "report_encoder").encode([""], allow_empty=True)
+    torch.testing.assert_close(adapter_cache.empty, tuned_empty.condition_embeds.half().float())
+    assert not torch.allclose(adapter_cache.empty, vlm_empty.condition_embeds.half().float())
 
     pipe = build_pipeline(run, out)
     for name, value in after.items():
