@@ -80,7 +80,7 @@ def train_base(run: RunConfig, data_spec: str, out_root, *, manifest: str | None
     _check_same_squeeze_setting(session, tune_squeeze)
     train_records, holdout_records = session.stage_records(data_spec, manifest)
     # the VLM stage's encoder: frozen, or (train_squeeze) its squeeze trains here and the tuned encoder is exported
-    components = load_frozen_components(run, out_root, session.device, report_encoder_stage="vlm")
+    components = load_frozen_components(run, out_root, session.device, tuned_encoder=False)
     cache = prepare_latent_cache(run, session, train_records, out_root, progress=progress, components=components,
                                  token_states=tune_squeeze)
     empty = cache.empty.to(session.device)

@@ -84,7 +84,7 @@ def build_cache(cache_root, records, vae, encoder, *, image_size: int, dtype: st
 
     def encode_states(texts, allow_empty=False):  # -> (states (B, 1 + L, d) in the storage dtype, masks (B, L) uint8)
         tokens = encoder.tokenize(texts, allow_empty=allow_empty)
-        return (encoder.token_states(**tokens).float().cpu().to(store),
+        return (encoder.token_states(**tokens).cpu().to(store),
                 tokens["attention_mask"].cpu().to(torch.uint8))
 
     knowledge = {"table": encode_text(distinct).to(store)}
@@ -192,12 +192,11 @@ class LatentCache:
         return latents, report, knowledge
 
 
-def load_frozen_components(run, out_root, device="cpu", report_encoder_stage: str | None = None):
+def load_frozen_components(run, out_root, device="cpu", tuned_encoder: bool = True):
     """The VAE and report encoder the diffusion stages train on: ``<out>/vae/vae`` (or the model config's
-    pretrained VAE) and the report encoder of ``report_encoder_stage``: ``"vlm"`` (``<out>/vlm/report_encoder``)
-    or ``"base"`` (``<out>/base/report_encoder``, written when ``base.train_squeeze`` tuned the squeeze); None
-    takes the base stage's where it exists, else the VLM stage's. Raises a clear error when a stage has not been
-    run."""
+    pretrained VAE) and ``<out>/vlm/report_encoder``, or with ``tuned_encoder`` the squeeze-tuned
+    ``<out>/base/report_encoder`` where ``base.train_squeeze`` wrote one. Raises a clear error when a stage has
+    not been run."""
     from diffcxr.models.report_encoder import ReportEncoder
     from diffcxr.models.vae import load_vae
 
@@ -210,13 +209,9 @@ def load_frozen_components(run, out_root, device="cpu", report_encoder_stage: st
         vae = load_vae(vae_dir)
     else:
         raise DiffCXRError(f"no trained VAE in {vae_dir}: run `diffcxr train vae` (or `all`) with this --output-dir first")
-    tuned_dir = out_root / "base" / "report_encoder"
-    if report_encoder_stage is None:
-        report_encoder_stage = "base" if (tuned_dir / "config.json").is_file() else "vlm"
-    enc_dir = out_root / report_encoder_stage / "report_encoder"
-    if report_encoder_stage == "base" and not (enc_dir / "config.json").is_file():
-        raise DiffCXRError(f"no tuned report encoder in {enc_dir}: the base stage writes one only with "
-                           "base.train_squeeze=true")
+    enc_dir = out_root / "base" / "report_encoder"
+    if not (tuned_encoder and (enc_dir / "config.json").is_file()):
+        enc_dir = out_root / "vlm" / "report_encoder"
     if not (enc_dir / "config.json").is_file():
         raise DiffCXRError(f"no trained report encoder in {enc_dir}: run `diffcxr train vlm` (or `all`) with this "
                            "--output-dir first")
