@@ -16,6 +16,8 @@ noise and yardstick; ``A,B`` the sweep files of one seed) and prints, per settin
 and FID as mean ± SD over seeds, and the paired gain of the knowledge adapter (the same w at adapter scale 0,
 per seed, then mean ± SD, and each seed's value). ``--baseline SEED=A,B ...`` (the same for another arm, e.g. an
 ablation) adds that arm's mean ± SD per common setting and the difference in units of the larger SD.
+``--per-finding W,ADAPTER`` adds each finding's AUC at that setting: real images, the arm over seeds, what
+generation loses, and the paired difference to the baseline arm.
 
     .venv/bin/python benchmarks/adherence_sweep.py --model runs/demo/model/pipeline \\
         --classifier runs/demo/model/classifier --data phantom:runs/demo/phantoms-eval --out runs/sweep-demo
@@ -24,7 +26,8 @@ ablation) adds that arm's mean ± SD per common setting and the difference in un
     .venv/bin/python benchmarks/adherence_sweep.py --merge runs/sweep-a/sweep.json,runs/sweep-b/sweep.json \
         --out runs/sweep-ab
     .venv/bin/python benchmarks/adherence_sweep.py --seed-table s1=runs/sweep-s1/sweep.json,runs/sweep-s1-off/sweep.json \
-        s2=runs/sweep-s2/sweep.json,runs/sweep-s2-off/sweep.json [--yardstick 1] [--baseline s1=... s2=...]
+        s2=runs/sweep-s2/sweep.json,runs/sweep-s2-off/sweep.json [--yardstick 1] [--baseline s1=... s2=...] \
+        [--per-finding 4,2]
 """
 
 from __future__ import annotations
@@ -67,11 +70,14 @@ def main() -> None:
                     help="mean ± SD over training seeds of earlier sweeps (no generation)")
     ap.add_argument("--baseline", nargs="+", metavar="SEED=SWEEP.json[,...]",
                     help="with --seed-table: another arm's sweeps (e.g. an ablation) to compare with, per setting")
+    ap.add_argument("--per-finding", metavar="W,ADAPTER",
+                    help="with --seed-table: also each finding's AUC at this guidance and adapter scale (e.g. 4,2): "
+                         "real images, mean ± SD over seeds, and the baseline arm's")
     ap.add_argument("--yardstick", type=int, default=0,
                     help="with --seed-table: which classifier of the sweeps' --classifier list (default 0, the first)")
     args = ap.parse_args()
     if args.seed_table:
-        return seed_table(args.seed_table, args.yardstick, args.baseline)
+        return seed_table(args.seed_table, args.yardstick, args.baseline, args.per_finding)
     if not args.out:
         ap.error("--out is required (except with --seed-table)")
     if args.merge:
@@ -182,11 +188,12 @@ def _setting(row: dict) -> tuple:
             tuple(sorted(s.get("checkpoints", {}).items())))
 
 
-def _read_seed_sweeps(specs: list[str], yardstick: int) -> tuple[dict, float]:
-    """``{seed: {setting: row}}`` from ``SEED=A.json,B.json`` entries, and the yardstick's real-image mAUC (one value:
-    every sweep must be scored against the same real images and classifier)."""
+def _read_seed_sweeps(specs: list[str], yardstick: int) -> tuple[dict, float, dict]:
+    """``{seed: {setting: row}}`` from ``SEED=A.json,B.json`` entries, the yardstick's real-image mAUC (one value:
+    every sweep must be scored against the same real images and classifier) and its per-finding AUCs."""
     per_seed = {}
     reals = set()
+    real_findings = {}
     for spec in specs:
         name, _, files = spec.partition("=")
         if not files:
@@ -201,12 +208,13 @@ def _read_seed_sweeps(specs: list[str], yardstick: int) -> tuple[dict, float]:
             if yardstick >= len(judges):
                 raise SystemExit(f"error: {path} has {len(judges)} yardstick(s), --yardstick {yardstick} asked")
             reals.add(round(judges[yardstick]["real"]["mauc"], 6))
+            real_findings = judges[yardstick]["real"].get("per_finding", {})
             rows.update({_setting(r): r for r in judges[yardstick]["rows"]})
         per_seed[name] = rows
     if len(reals) != 1:
         raise SystemExit(f"error: the sweeps were scored against different real images or classifiers (real mAUC "
                          f"{sorted(reals)}); one reference set and yardstick only")
-    return per_seed, reals.pop()
+    return per_seed, reals.pop(), real_findings
 
 
 def _mean_sd(values) -> tuple[float, float]:
@@ -243,12 +251,14 @@ def _gain_cell(gains: list[float]) -> str:
     return f"{g:+.3f} ± {gsd:.3f} ({each})" if len(gains) > 1 else f"{g:+.3f}"
 
 
-def seed_table(specs: list[str], yardstick: int = 0, baseline: list[str] | None = None) -> None:
+def seed_table(specs: list[str], yardstick: int = 0, baseline: list[str] | None = None,
+               per_finding: str | None = None) -> None:
     """Print mean ± SD over training seeds per setting, and the adapter's paired gain (scale a − scale 0 at the
     same w, per seed) where every seed swept adapter scale 0 at that w. With ``baseline`` (the same kind of
     entries for another arm, e.g. an ablation), also that arm's mean ± SD at each setting swept by both, and the
-    difference (this arm − baseline) in units of the larger of the two arms' SDs over seeds."""
-    per_seed, real = _read_seed_sweeps(specs, yardstick)
+    difference (this arm − baseline) in units of the larger of the two arms' SDs over seeds. With ``per_finding``
+    ("W,ADAPTER"), also each finding's AUC at that setting (see ``finding_table``)."""
+    per_seed, real, real_findings = _read_seed_sweeps(specs, yardstick)
     common = sorted(set.intersection(*(set(rows) for rows in per_seed.values())),
                     key=lambda k: (k[0], k[1], k[3], k[2]))  # solver, steps, adapter scale, w
     seeds = list(per_seed)
@@ -265,14 +275,59 @@ def seed_table(specs: list[str], yardstick: int = 0, baseline: list[str] | None 
         each = " / ".join(f"{r['mauc']:.3f}" for r in rows)
         print(f"| {_setting_cells(key)} | {_mean_sd_cell([r['mauc'] for r in rows])} | {_fid_cell(rows)} | {each} "
               f"| {gain} |")
+    base_seed = None
     if baseline:
-        compare_arms(per_seed, real, baseline, yardstick)
+        base_seed = compare_arms(per_seed, real, baseline, yardstick)
+    if per_finding:
+        finding_table(per_seed, real_findings, per_finding, base_seed)
 
 
-def compare_arms(per_seed: dict, real: float, baseline: list[str], yardstick: int) -> None:
+def _setting_at(per_seed: dict, guidance: float, adapter_scale: float) -> tuple:
+    """The one setting swept by every seed at this guidance and adapter scale (any solver and steps)."""
+    common = set.intersection(*(set(rows) for rows in per_seed.values()))
+    found = sorted(k for k in common if k[2] == guidance and k[3] == adapter_scale)
+    if len(found) != 1:
+        raise SystemExit(f"error: --per-finding {guidance:g},{adapter_scale:g} matches {len(found)} settings swept by "
+                         "every seed; it must match exactly one")
+    return found[0]
+
+
+def finding_table(per_seed: dict, real_findings: dict, spec: str, base_seed: dict | None = None) -> None:
+    """Each finding's AUC at one setting ("W,ADAPTER"): on the real images, mean ± SD over this arm's seeds, what
+    generation loses (real − this arm), and, with a baseline arm, its mean ± SD and the paired difference (this
+    arm − baseline, per seed shared by both arms, then mean ± SD). Findings a seed skipped (too few positives) are
+    left out."""
+    try:
+        guidance, adapter_scale = (float(x) for x in spec.split(","))
+    except ValueError:
+        raise SystemExit(f"error: --per-finding takes W,ADAPTER (e.g. 4,2), got {spec!r}") from None
+    key = _setting_at(per_seed, guidance, adapter_scale)
+    arms = [per_seed] + ([base_seed] if base_seed else [])
+    keys = [key] + ([_setting_at(base_seed, guidance, adapter_scale)] if base_seed else [])
+    findings = [f for f in real_findings
+                if all(f in rows[k]["per_finding"] for arm, k in zip(arms, keys) for rows in arm.values())]
+    head = "| finding | real | this arm | real − this arm |"
+    rule = "|---|---:|---|---:|"
+    if base_seed:
+        paired = [s for s in per_seed if s in base_seed]
+        head += f" baseline | this arm − baseline (paired, {len(paired)} seeds) |"
+        rule += "---|---|"
+    print(f"\nper finding at {_setting_cells(key)} (solver | steps | w | adapter)\n\n{head}\n{rule}")
+    for f in findings:
+        mine = [rows[key]["per_finding"][f] for rows in per_seed.values()]
+        line = f"| {f} | {real_findings[f]:.3f} | {_mean_sd_cell(mine)} | {real_findings[f] - _mean_sd(mine)[0]:+.3f} |"
+        if base_seed:
+            theirs = [rows[keys[1]]["per_finding"][f] for rows in base_seed.values()]
+            diffs = [per_seed[s][key]["per_finding"][f] - base_seed[s][keys[1]]["per_finding"][f] for s in paired]
+            line += f" {_mean_sd_cell(theirs)} | {_gain_cell(diffs) if diffs else '-'} |"
+        print(line)
+
+
+def compare_arms(per_seed: dict, real: float, baseline: list[str], yardstick: int) -> dict:
     """This arm against a baseline arm at every setting both swept: mAUC and FID mean ± SD of each, the difference
-    of the means, and that difference ÷ the larger SD (the ">2 SD" criterion of an ablation table)."""
-    base_seed, base_real = _read_seed_sweeps(baseline, yardstick)
+    of the means, and that difference ÷ the larger SD (the ">2 SD" criterion of an ablation table). Returns the
+    baseline's ``{seed: {setting: row}}``."""
+    base_seed, base_real, _ = _read_seed_sweeps(baseline, yardstick)
     if round(base_real, 6) != round(real, 6):
         raise SystemExit(f"error: the baseline sweeps were scored against other real images or another classifier "
                          f"(real mAUC {base_real:.3f} vs {real:.3f})")
@@ -292,6 +347,7 @@ def compare_arms(per_seed: dict, real: float, baseline: list[str], yardstick: in
         ratio = f" ({(ma - mb) / spread:+.1f} SD)" if spread > 0 else ""
         print(f"| {_setting_cells(key)} | {_mean_sd_cell([r['mauc'] for r in a])} | "
               f"{_mean_sd_cell([r['mauc'] for r in b])} | {ma - mb:+.3f}{ratio} | {_fid_cell(a)} | {_fid_cell(b)} |")
+    return base_seed
 
 
 def _axes():
