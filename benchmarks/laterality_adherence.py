@@ -1,0 +1,240 @@
+"""Benchmark: laterality adherence. Does a generated image put each finding on the side its report names?
+
+The presence yardstick (``adherence_sweep.py``) cannot tell a left effusion from a right one. Here every
+phantom report that names a finding on one side is generated twice with the same noise, as written and with
+"left" and "right" swapped, and the yardstick judges each side of each image (the finding's log-odds on the
+patient's left half mirrored minus on the right half mirrored; ``diffcxr.evaluation.laterality``). Per finding
+and pooled: side accuracy on both sets, the flip rate (the finding moved with the word, both images right) with
+a 95 % bootstrap interval over reports, the same on *balanced* reports (as many "left" as "right": the swap keeps
+their bag of words, so only a text path that binds each side word to its finding can follow it), and the judge's
+accuracy on the real images of the same reports (the ceiling). With ``--baseline NAME`` also each model's paired
+difference in flip rate against that model (the same pairs, bootstrap over reports). ``OUT/example.png`` shows
+one report (``--example``) and its side-swapped twin, 4 seeds, every model.
+
+    .venv/bin/python benchmarks/laterality_adherence.py --model default=runs/cpu-s3/pipeline \\
+        --model meanpool=runs/cpu-mp-s3/pipeline --baseline meanpool \\
+        --classifier runs/yardstick/classifier --data phantom:runs/phantoms-lat-s2 --out runs/laterality
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+FINDINGS = "Pleural Effusion,Atelectasis,Consolidation,Lung Opacity,Pneumonia,Pneumothorax"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", action="append", required=True, metavar="NAME=PIPELINE",
+                    help="a saved DiffCXRPipeline folder and its name in the table (repeat for several)")
+    ap.add_argument("--classifier", required=True, help="the yardstick: a classifier trained on real phantoms")
+    ap.add_argument("--data", required=True, help="a phantom dataset spec (its metadata gives each finding's side)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--findings", default=FINDINGS, help=f"comma-separated CheXpert names (default {FINDINGS})")
+    ap.add_argument("--n-reports", type=int, default=200,
+                    help="the first N frontal reports naming one of the findings on one side (default 200)")
+    ap.add_argument("--guidance", type=float, default=None, help="default: each pipeline's own")
+    ap.add_argument("--adapter-scale", type=float, default=None, help="default: each pipeline's own")
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--baseline", help="NAME of a --model to pair every other model with")
+    ap.add_argument("--example", default="FINDINGS: Large left pleural effusion. No pneumothorax. IMPRESSION: Large "
+                    "left pleural effusion.", help="a report drawn with 4 seeds, as written and side-swapped, by "
+                    "every model into OUT/example.png ('' for none)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    args = ap.parse_args()
+    models = dict(_name_and_path(spec) for spec in args.model)
+    if args.baseline and args.baseline not in models:
+        raise SystemExit(f"error: --baseline {args.baseline!r} is not one of the --model names ({', '.join(models)})")
+    findings = [f.strip() for f in args.findings.split(",") if f.strip()]
+    try:
+        run(models, findings, args)
+    except Exception as exc:  # one line, not a traceback wall
+        from diffcxr.errors import DiffCXRError
+
+        if not isinstance(exc, (DiffCXRError, OSError, ValueError)):
+            raise
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _name_and_path(spec: str) -> tuple[str, str]:
+    name, _, path = spec.partition("=")
+    if not name or not path:
+        raise SystemExit(f"error: give --model as NAME=PIPELINE_FOLDER, got {spec!r}")
+    return name, path
+
+
+def run(models: dict[str, str], findings: list[str], args) -> None:
+    import torch
+
+    from diffcxr.data.image_io import load_image
+    from diffcxr.data.sources import read_records
+    from diffcxr.errors import DiffCXRError
+    from diffcxr.evaluation.adherence import generate_for_records
+    from diffcxr.evaluation.laterality import balanced_sides, finding_side, side_adherence, side_logits, swap_sides
+    from diffcxr.models.cxr_classifier import load_classifier
+    from diffcxr.pipelines import DiffCXRPipeline
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    records = [r for r in read_records(args.data, frontal_only=True, derive_labels=True)
+               if r.report and r.image_path and any(finding_side(r.meta, f) for f in findings)][: args.n_reports]
+    if not records:
+        raise DiffCXRError(f"no frontal record of {args.data} names {', '.join(findings)} on one side (phantom "
+                           "metadata 'laterality' needed)")
+    classifier = load_classifier(args.classifier).eval()
+    swapped = [dataclasses.replace(r, report=swap_sides(r.report)) for r in records]
+    balanced = np.array([balanced_sides(r.report) for r in records])
+    # (finding, report index, is_left) for every unilateral mention: the units of the table
+    pairs = {f: [(i, finding_side(r.meta, f) == "left") for i, r in enumerate(records) if finding_side(r.meta, f)]
+             for f in findings}
+    real_images, real_logits = None, {}  # the real images at the pipelines' size, and the judge on them
+    result = {"data": args.data, "classifier": args.classifier, "n_reports": len(records),
+              "n_balanced": int(balanced.sum()), "findings": {}, "models": {}}
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    per_model = {}  # name -> {finding: (original logits, swapped logits)}
+    example_rows = []  # per model: the example report's 4 images as written over the same 4 side-swapped
+    for name, path in models.items():
+        pipe = DiffCXRPipeline.from_pretrained(path).to(device)
+        size = pipe.image_size
+        if real_images is None or real_images.shape[-1] != size:
+            real_images = torch.stack([load_image(r.image_path, size) for r in records])
+            real_logits = {f: side_logits(classifier, real_images, f) for f in findings}
+        kwargs = dict(images_per_report=1, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                      adapter_scale=args.adapter_scale, seed=args.seed)
+        print(f"[{name}] {len(records)} reports as written and side-swapped, {args.steps} steps", flush=True)
+        original = generate_for_records(pipe, records, progress=True, **kwargs).images.cpu()
+        twin = generate_for_records(pipe, swapped, progress=True, **kwargs).images.cpu()
+        per_model[name] = {f: (side_logits(classifier, original, f), side_logits(classifier, twin, f))
+                           for f in findings}
+        if args.example:
+            example_rows.append(_example_rows(pipe, args.example, **kwargs))
+        guidance, adapter = pipe.sampling_scales(args.guidance, args.adapter_scale)
+        settings = {"guidance_scale": guidance, "adapter_scale": adapter, "num_inference_steps": args.steps,
+                    "seed": args.seed, "pipeline": path}
+        result["models"][name] = {"settings": settings, "findings": {}}
+    for f in [*findings, "pooled"]:
+        units = pairs[f] if f != "pooled" else [u for g in findings for u in pairs[g]]
+        if not units:
+            continue
+        idx = np.array([i for i, _ in units])
+        is_left = np.array([left for _, left in units])
+        if f == "pooled":
+            real = np.concatenate([real_logits[g][[i for i, _ in pairs[g]]] for g in findings if pairs[g]])
+        else:
+            real = real_logits[f][idx]
+        sign = np.where(is_left, 1.0, -1.0)
+        result["findings"][f] = {"n": len(units), "n_balanced": int(balanced[idx].sum()),
+                                 "real_accuracy": float((sign * real > 0).mean())}
+        for name in models:
+            lo, ls = _unit_logits(per_model[name], findings, pairs, f)
+            entry = side_adherence(lo, ls, is_left, groups=idx, bootstrap=args.bootstrap, seed=args.seed)
+            keep = balanced[idx]
+            if keep.any():
+                entry["balanced"] = side_adherence(lo[keep], ls[keep], is_left[keep], groups=idx[keep],
+                                                   bootstrap=args.bootstrap, seed=args.seed)
+            if args.baseline and name != args.baseline:
+                entry["vs_baseline"] = _paired_flip_difference(per_model, name, args.baseline, findings, pairs, f,
+                                                               is_left, idx, args)
+            result["models"][name]["findings"][f] = entry
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if example_rows:
+        _save_grid(torch.cat(example_rows, dim=-2), out / "example.png")
+        result["example"] = {"report": args.example, "swapped": swap_sides(args.example), "file": "example.png",
+                             "layout": f"per model ({', '.join(models)}): seeds 0-3 as written, then side-swapped"}
+    (out / "laterality.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(table(result, args.baseline))
+    print(f"wrote {out / 'laterality.json'}")
+
+
+def _example_rows(pipe, report: str, *, num_inference_steps: int, guidance_scale, adapter_scale, seed: int,
+                  **_):
+    """(H·2, W·4) in [0, 1]: ``report`` drawn from noise seeds ``seed``..``seed + 3`` (top) and its side-swapped
+    twin from the same noise (bottom)."""
+    import torch
+
+    from diffcxr.evaluation.laterality import swap_sides
+
+    rows = []
+    for text in (report, swap_sides(report)):
+        generators = [torch.Generator().manual_seed(seed + k) for k in range(4)]
+        images = pipe([text], num_images_per_prompt=4, num_inference_steps=num_inference_steps,
+                      guidance_scale=guidance_scale, adapter_conditioning_scale=adapter_scale, generator=generators,
+                      output_type="pt", progress=False).images[:, 0].cpu()
+        rows.append(torch.cat(list(images), dim=-1))
+    return torch.cat(rows, dim=-2)
+
+
+def _save_grid(grid, path: Path, scale: int = 2) -> None:
+    from PIL import Image
+
+    pixels = (grid.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(pixels).resize((pixels.shape[1] * scale, pixels.shape[0] * scale), Image.NEAREST).save(path)
+
+
+def _unit_logits(logits: dict, findings: list[str], pairs: dict, finding: str) -> tuple[np.ndarray, np.ndarray]:
+    """The (original, swapped) judge logits of one model at the units of ``finding`` ("pooled": of all)."""
+    names = findings if finding == "pooled" else [finding]
+    lo = np.concatenate([logits[g][0][[i for i, _ in pairs[g]]] for g in names if pairs[g]])
+    ls = np.concatenate([logits[g][1][[i for i, _ in pairs[g]]] for g in names if pairs[g]])
+    return lo, ls
+
+
+def _paired_flip_difference(per_model, name, baseline, findings, pairs, finding, is_left, idx, args) -> dict:
+    """Flip rate of ``name`` minus that of ``baseline`` on the same units, with a bootstrap interval over reports."""
+    from diffcxr.metrics import bootstrap_interval
+
+    sign = np.where(is_left, 1.0, -1.0)
+
+    def flips(model):
+        lo, ls = _unit_logits(per_model[model], findings, pairs, finding)
+        return ((sign * lo > 0) & (sign * ls < 0)).astype(np.float64)
+
+    diff = flips(name) - flips(baseline)
+    out = {"baseline": baseline, "flip_rate_difference": float(diff.mean())}
+    if args.bootstrap:
+        out["interval"] = bootstrap_interval(lambda i: float(diff[i].mean()), list(idx), args.bootstrap,
+                                             seed=args.seed)
+    return out
+
+
+def table(result: dict, baseline: str | None = None) -> str:
+    """A Markdown table: one row per finding and model."""
+    head = ("| finding | n (balanced) | real | model | accuracy as written / swapped | flip rate [95 % CI] | "
+            "flip rate, balanced reports | logit shift |")
+    lines = [head, "|---|---|---:|---|---|---|---|---:|"]
+    for f, info in result["findings"].items():
+        for name, model in result["models"].items():
+            e = model["findings"][f]
+            ci = e.get("intervals", {}).get("flip_rate")
+            flip = f"{e['flip_rate']:.3f}" + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "")
+            bal = e.get("balanced")
+            bal_cell = f"{bal['flip_rate']:.3f} (n {bal['n']})" if bal else "-"
+            lines.append(f"| {f} | {info['n']} ({info['n_balanced']}) | {info['real_accuracy']:.3f} | {name} | "
+                         f"{e['accuracy_original']:.3f} / {e['accuracy_swapped']:.3f} | {flip} | {bal_cell} | "
+                         f"{e['logit_shift']:+.2f} |")
+    if baseline:
+        lines += ["", f"paired against {baseline} (the same reports and noise):", "",
+                  "| finding | model | flip rate − baseline [95 % CI] |", "|---|---|---|"]
+        for f in result["findings"]:
+            for name, model in result["models"].items():
+                d = model["findings"][f].get("vs_baseline")
+                if d:
+                    ci = d.get("interval")
+                    cell = f"{d['flip_rate_difference']:+.3f}"
+                    if ci:
+                        cell += f" [{ci['low']:+.3f}, {ci['high']:+.3f}]"
+                    lines.append(f"| {f} | {name} | {cell} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Laterality adherence: side words swapped, the side judge, the paired flip rate, and the benchmark end to end."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from diffcxr.errors import DiffCXRError
+from diffcxr.evaluation.laterality import (balanced_sides, finding_side, mirrored_halves, side_adherence,
+                                           side_logits, swap_sides)
+from diffcxr.findings import CHEXPERT_FINDINGS
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "tiny_pipeline"
+
+
+def test_swap_sides_swaps_whole_words_and_keeps_case():
+    report = "Left-sided effusion. RIGHT apical pneumothorax; the right lung is clear. Leftover rightward text."
+    assert swap_sides(report) == ("Right-sided effusion. LEFT apical pneumothorax; the left lung is clear. "
+                                  "Leftover rightward text.")
+    assert swap_sides(swap_sides(report)) == report
+    assert balanced_sides("Left effusion. Right pneumothorax.") and not balanced_sides("Left effusion.")
+    assert not balanced_sides("Bilateral effusions.") and not balanced_sides("left, left and right")
+
+
+def test_finding_side_reads_phantom_metadata():
+    meta = {"laterality": "pleural_effusion:left;edema:bilateral;pneumothorax:right"}
+    assert finding_side(meta, "Pleural Effusion") == "left" and finding_side(meta, "Pneumothorax") == "right"
+    assert finding_side(meta, "Edema") is None and finding_side(meta, "Atelectasis") is None
+    assert finding_side({"laterality": "atelectasis:left;atelectasis:right"}, "Atelectasis") is None
+    assert finding_side({}, "Atelectasis") is None and finding_side({"laterality": float("nan")}, "Edema") is None
+
+
+class _Brightness(nn.Module):
+    """A presence "classifier" whose logit for every finding is the image's mean brightness × 10."""
+
+    def forward(self, x):
+        return x.mean(dim=(1, 2, 3))[:, None].repeat(1, len(CHEXPERT_FINDINGS)) * 10
+
+
+def test_side_judge_reads_the_patients_left_on_the_images_right():
+    images = -torch.ones(2, 1, 8, 8)
+    images[0, :, 2:6, 5:7] = 1  # image's right half: the patient's left
+    images[1, :, 2:6, 1:3] = 1  # image's left half: the patient's right
+    left, right = mirrored_halves(images)
+    assert torch.equal(left[0], torch.flip(left[0], dims=[-1])) and left[0].max() == 1 and right[0].max() == -1
+    logits = side_logits(_Brightness(), images, "Pleural Effusion", batch_size=1)
+    assert logits.shape == (2,) and logits[0] > 0 > logits[1]
+    assert logits[0] == pytest.approx(-logits[1])
+    with pytest.raises(DiffCXRError, match="unknown finding"):
+        side_logits(_Brightness(), images, "Effusion")
+    with pytest.raises(DiffCXRError, match="even width"):
+        mirrored_halves(torch.zeros(1, 1, 8, 7))
+
+
+def test_side_adherence_counts_a_flip_only_when_both_images_follow_the_word():
+    is_left = np.array([True, True, False, False])
+    original = np.array([2.0, 1.0, -1.0, 0.5])   # right, right, right, wrong
+    swapped = np.array([-1.0, 0.5, 1.0, -0.5])   # right, wrong, right, wrong
+    out = side_adherence(original, swapped, is_left, bootstrap=50)
+    assert out["n"] == 4 and out["accuracy_original"] == 0.75 and out["accuracy_swapped"] == 0.5
+    assert out["flip_rate"] == 0.5  # reports 0 and 2
+    assert out["logit_shift"] == pytest.approx(np.mean([3.0, 0.5, 2.0, -1.0]))
+    assert out["intervals"]["flip_rate"]["low"] <= 0.5 <= out["intervals"]["flip_rate"]["high"]
+    ignores = side_adherence(original, original, is_left, bootstrap=0)  # the same image twice: never a flip
+    assert ignores["flip_rate"] == 0 and ignores["logit_shift"] == 0 and "intervals" not in ignores
+    with pytest.raises(DiffCXRError, match="as many"):
+        side_adherence(original, swapped[:3], is_left)
+
+
+def _benchmark():
+    import importlib.util
+
+    path = ROOT / "benchmarks" / "laterality_adherence.py"
+    spec = importlib.util.spec_from_file_location("laterality_adherence", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_laterality_benchmark_end_to_end(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from diffcxr.data.phantom import make_phantom_dataset
+    from diffcxr.models.cxr_classifier import CXRClassifier, save_classifier
+
+    make_phantom_dataset(20, 32, tmp_path / "ph", seed=3, progress=False)
+    torch.manual_seed(0)
+    save_classifier(CXRClassifier(channels=(4, 8), image_size=32).eval(), tmp_path / "clf")
+    args = ["laterality_adherence.py", "--model", f"a={FIXTURE}", "--model", f"b={FIXTURE}", "--baseline", "b",
+            "--classifier", str(tmp_path / "clf"), "--data", f"phantom:{tmp_path / 'ph'}", "--n-reports", "4",
+            "--steps", "2", "--bootstrap", "20", "--out", str(tmp_path / "out")]
+    bench = _benchmark()
+    monkeypatch.setattr(sys, "argv", args)
+    bench.main()
+    result = json.loads((tmp_path / "out" / "laterality.json").read_text())
+    assert 0 < result["n_reports"] <= 4 and "pooled" in result["findings"]
+    pooled = result["findings"]["pooled"]
+    assert pooled["n"] >= result["n_reports"] and 0 <= pooled["real_accuracy"] <= 1
+    a, b = (result["models"][m]["findings"]["pooled"] for m in ("a", "b"))
+    assert a["flip_rate"] == b["flip_rate"]  # one pipeline twice: the same images, seeded per report
+    assert a["vs_baseline"]["flip_rate_difference"] == 0 and "vs_baseline" not in b
+    assert "| pooled |" in capsys.readouterr().out
+    size = json.loads((FIXTURE / "vae" / "config.json").read_text())["sample_size"]  # the pipeline's image side
+    with Image.open(tmp_path / "out" / "example.png") as example:  # 2 models × (as written, swapped), 4 seeds, ×2
+        example_size = example.size
+    assert example_size == (4 * size * 2, 2 * 2 * size * 2) and result["example"]["swapped"].count("right") == 2
+    for bad, expected in ((["--model", "nameless"], "NAME=PIPELINE"), (["--baseline", "c"], "not one of")):
+        monkeypatch.setattr(sys, "argv", args + bad)
+        with pytest.raises(SystemExit, match=expected):
+            bench.main()
