@@ -9,7 +9,8 @@ a 95 % bootstrap interval over reports, the same on *balanced* reports (as many 
 their bag of words, so only a text path that binds each side word to its finding can follow it), and the judge's
 accuracy on the real images of the same reports (the ceiling). With ``--baseline NAME`` also each model's paired
 difference in flip rate against that model (the same pairs, bootstrap over reports). ``OUT/example.png`` shows
-one report (``--example``) and its side-swapped twin, 4 seeds, every model.
+one report (``--example``) and its side-swapped twin, 4 seeds, every model. Also printed: how far each report
+encoder's condition moves under the swap, relative to the distance between two reports (0 = side-blind).
 
     .venv/bin/python benchmarks/laterality_adherence.py --model default=runs/cpu-s3/pipeline \\
         --model meanpool=runs/cpu-mp-s3/pipeline --baseline meanpool \\
@@ -78,7 +79,8 @@ def run(models: dict[str, str], findings: list[str], args) -> None:
     from diffcxr.data.sources import read_records
     from diffcxr.errors import DiffCXRError
     from diffcxr.evaluation.adherence import generate_for_records
-    from diffcxr.evaluation.laterality import balanced_sides, finding_side, side_adherence, side_logits, swap_sides
+    from diffcxr.evaluation.laterality import (balanced_sides, condition_side_sensitivity, finding_side,
+                                               side_adherence, side_logits, swap_sides)
     from diffcxr.models.cxr_classifier import load_classifier
     from diffcxr.pipelines import DiffCXRPipeline
 
@@ -119,7 +121,9 @@ def run(models: dict[str, str], findings: list[str], args) -> None:
         guidance, adapter = pipe.sampling_scales(args.guidance, args.adapter_scale)
         settings = {"guidance_scale": guidance, "adapter_scale": adapter, "num_inference_steps": args.steps,
                     "seed": args.seed, "pipeline": path}
-        result["models"][name] = {"settings": settings, "findings": {}}
+        with torch.no_grad():
+            sensitivity = condition_side_sensitivity(pipe.report_encoder, [r.report for r in records])
+        result["models"][name] = {"settings": settings, "condition_side_sensitivity": sensitivity, "findings": {}}
     for f in [*findings, "pooled"]:
         units = pairs[f] if f != "pooled" else [u for g in findings for u in pairs[g]]
         if not units:
@@ -221,6 +225,9 @@ def table(result: dict, baseline: str | None = None) -> str:
             lines.append(f"| {f} | {info['n']} ({info['n_balanced']}) | {info['real_accuracy']:.3f} | {name} | "
                          f"{e['accuracy_original']:.3f} / {e['accuracy_swapped']:.3f} | {flip} | {bal_cell} | "
                          f"{e['logit_shift']:+.2f} |")
+    lines += ["", "how far each report encoder's condition moves when the sides are swapped (÷ the distance "
+              "between two reports): " + ", ".join(f"{name} {model['condition_side_sensitivity']:.3f}"
+                                      for name, model in result["models"].items())]
     if baseline:
         lines += ["", f"paired against {baseline} (the same reports and noise):", "",
                   "| finding | model | flip rate − baseline [95 % CI] |", "|---|---|---|"]

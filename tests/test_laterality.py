@@ -74,6 +74,19 @@ def test_side_adherence_counts_a_flip_only_when_both_images_follow_the_word():
         side_adherence(original, swapped[:3], is_left)
 
 
+def test_condition_side_sensitivity_is_zero_without_side_words_and_positive_with_them():
+    from diffcxr.evaluation.laterality import condition_side_sensitivity
+    from diffcxr.models.report_encoder import ReportEncoder
+
+    encoder = ReportEncoder.tiny(seed=0).eval()
+    without = ["Small pleural effusion.", "Mild cardiomegaly.", "No acute findings."]
+    assert condition_side_sensitivity(encoder, without) == 0
+    with_sides = ["Small left pleural effusion.", "Right apical pneumothorax.", "No acute findings."]
+    assert 0 < condition_side_sensitivity(encoder, with_sides, batch_size=2) < 10
+    with pytest.raises(DiffCXRError, match="at least 2"):
+        condition_side_sensitivity(encoder, with_sides[:1])
+
+
 def _benchmark():
     import importlib.util
 
@@ -107,7 +120,10 @@ def test_laterality_benchmark_end_to_end(tmp_path, monkeypatch, capsys):
     a, b = (result["models"][m]["findings"]["pooled"] for m in ("a", "b"))
     assert a["flip_rate"] == b["flip_rate"]  # one pipeline twice: the same images, seeded per report
     assert a["vs_baseline"]["flip_rate_difference"] == 0 and "vs_baseline" not in b
-    assert "| pooled |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| pooled |" in printed and "when the sides are swapped" in printed
+    sensitivity = [result["models"][m]["condition_side_sensitivity"] for m in ("a", "b")]
+    assert sensitivity[0] == sensitivity[1] >= 0
     size = json.loads((FIXTURE / "vae" / "config.json").read_text())["sample_size"]  # the pipeline's image side
     with Image.open(tmp_path / "out" / "example.png") as example:  # 2 models × (as written, swapped), 4 seeds, ×2
         example_size = example.size

@@ -26,7 +26,8 @@ import torch
 
 from diffcxr.errors import DiffCXRError
 
-__all__ = ["balanced_sides", "finding_side", "mirrored_halves", "side_adherence", "side_logits", "swap_sides"]
+__all__ = ["balanced_sides", "condition_side_sensitivity", "finding_side", "mirrored_halves", "side_adherence",
+           "side_logits", "swap_sides"]
 
 _SIDE = re.compile(r"\b(left|right)\b", re.IGNORECASE)
 
@@ -92,6 +93,24 @@ def side_logits(classifier, images: torch.Tensor, finding: str, batch_size: int 
         logit = np.log(p) - np.log1p(-p)
         out.append(logit[0] - logit[1])
     return np.concatenate(out) if out else np.zeros(0)
+
+
+@torch.no_grad()
+def condition_side_sensitivity(encoder, reports: list[str], batch_size: int = 64) -> float:
+    """How much the report encoder's 77 condition tokens change when the sides are swapped, relative to how much
+    they differ between two reports: mean ‖c(x) − c(swap(x))‖ over mean ‖c(x) − c(y)‖, y the next report (cyclic).
+    0: the condition ignores the side; about 1: the side matters as much as everything else in a report. Needs
+    2 reports or more."""
+    if len(reports) < 2:
+        raise DiffCXRError("the side sensitivity needs at least 2 reports")
+
+    def conditions(texts):
+        return torch.cat([encoder.encode(texts[i:i + batch_size]).condition_embeds.float().flatten(1)
+                          for i in range(0, len(texts), batch_size)])
+
+    as_written, swapped = conditions(reports), conditions([swap_sides(r) for r in reports])
+    other = torch.roll(as_written, shifts=1, dims=0)
+    return float((as_written - swapped).norm(dim=1).mean() / (as_written - other).norm(dim=1).mean())
 
 
 def side_adherence(original_logits: np.ndarray, swapped_logits: np.ndarray, is_left: np.ndarray, *,
