@@ -94,10 +94,10 @@ def run(models: dict[str, str], findings: list[str], args) -> None:
     classifier = load_classifier(args.classifier).eval()
     swapped = [dataclasses.replace(r, report=swap_sides(r.report)) for r in records]
     balanced = np.array([balanced_sides(r.report) for r in records])
-    # (finding, report index, is_left) for every unilateral mention: the units of the table
+    # per finding, (report index, is_left) for every one-sided mention: the units of the table
     pairs = {f: [(i, finding_side(r.meta, f) == "left") for i, r in enumerate(records) if finding_side(r.meta, f)]
              for f in findings}
-    real_images, real_logits = None, {}  # the real images at the pipelines' size, and the judge on them
+    real_images, real_logits = None, {}
     result = {"data": args.data, "classifier": args.classifier, "n_reports": len(records),
               "n_balanced": int(balanced.sum()), "findings": {}, "models": {}}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -105,10 +105,12 @@ def run(models: dict[str, str], findings: list[str], args) -> None:
     example_rows = []  # per model: the example report's 4 images as written over the same 4 side-swapped
     for name, path in models.items():
         pipe = DiffCXRPipeline.from_pretrained(path).to(device)
-        size = pipe.image_size
-        if real_images is None or real_images.shape[-1] != size:
-            real_images = torch.stack([load_image(r.image_path, size) for r in records])
+        if real_images is None:  # the ceiling: the judge on the real images, at the pipelines' size
+            real_images = torch.stack([load_image(r.image_path, pipe.image_size) for r in records])
             real_logits = {f: side_logits(classifier, real_images, f) for f in findings}
+        elif pipe.image_size != real_images.shape[-1]:
+            raise DiffCXRError(f"{name} draws {pipe.image_size}² images, the first model {real_images.shape[-1]}²: "
+                               "compare models of one image size")
         kwargs = dict(images_per_report=1, num_inference_steps=args.steps, guidance_scale=args.guidance,
                       adapter_scale=args.adapter_scale, seed=args.seed)
         print(f"[{name}] {len(records)} reports as written and side-swapped, {args.steps} steps", flush=True)

@@ -21,6 +21,7 @@ to its finding can follow them. :func:`balanced_sides` marks them, so results ca
 from __future__ import annotations
 
 import re
+
 import numpy as np
 import torch
 
