@@ -80,7 +80,7 @@ def run(models: dict[str, str], findings: list[str], args) -> None:
     from diffcxr.errors import DiffCXRError
     from diffcxr.evaluation.adherence import generate_for_records
     from diffcxr.evaluation.laterality import (balanced_sides, condition_side_sensitivity, finding_side,
-                                               side_adherence, side_logits, swap_sides)
+                                               side_adherence, side_flips, side_logits, swap_sides)
     from diffcxr.models.cxr_classifier import load_classifier
     from diffcxr.pipelines import DiffCXRPipeline
 
@@ -101,7 +101,7 @@ def run(models: dict[str, str], findings: list[str], args) -> None:
     result = {"data": args.data, "classifier": args.classifier, "n_reports": len(records),
               "n_balanced": int(balanced.sum()), "findings": {}, "models": {}}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    per_model = {}  # name -> {finding: (original logits, swapped logits)}
+    per_model = {}  # name -> {"original" | "swapped": {finding: judge logits (n reports,)}}
     example_rows = []  # per model: the example report's 4 images as written over the same 4 side-swapped
     for name, path in models.items():
         pipe = DiffCXRPipeline.from_pretrained(path).to(device)
@@ -116,8 +116,8 @@ def run(models: dict[str, str], findings: list[str], args) -> None:
         print(f"[{name}] {len(records)} reports as written and side-swapped, {args.steps} steps", flush=True)
         original = generate_for_records(pipe, records, progress=True, **kwargs).images.cpu()
         twin = generate_for_records(pipe, swapped, progress=True, **kwargs).images.cpu()
-        per_model[name] = {f: (side_logits(classifier, original, f), side_logits(classifier, twin, f))
-                           for f in findings}
+        per_model[name] = {"original": {f: side_logits(classifier, original, f) for f in findings},
+                           "swapped": {f: side_logits(classifier, twin, f) for f in findings}}
         if args.example:
             example_rows.append(_example_rows(pipe, args.example, **kwargs))
         guidance, adapter = pipe.sampling_scales(args.guidance, args.adapter_scale)
@@ -132,23 +132,22 @@ def run(models: dict[str, str], findings: list[str], args) -> None:
             continue
         idx = np.array([i for i, _ in units])
         is_left = np.array([left for _, left in units])
-        if f == "pooled":
-            real = np.concatenate([real_logits[g][[i for i, _ in pairs[g]]] for g in findings if pairs[g]])
-        else:
-            real = real_logits[f][idx]
-        sign = np.where(is_left, 1.0, -1.0)
+        real = _at_units(real_logits, findings, pairs, f)
         result["findings"][f] = {"n": len(units), "n_balanced": int(balanced[idx].sum()),
-                                 "real_accuracy": float((sign * real > 0).mean())}
+                                 "real_accuracy": float((np.where(is_left, real, -real) > 0).mean())}
+        at_units = {name: [_at_units(per_model[name][kind], findings, pairs, f) for kind in ("original", "swapped")]
+                    for name in models}  # name -> [original logits, swapped logits] at these units
         for name in models:
-            lo, ls = _unit_logits(per_model[name], findings, pairs, f)
+            lo, ls = at_units[name]
             entry = side_adherence(lo, ls, is_left, groups=idx, bootstrap=args.bootstrap, seed=args.seed)
             keep = balanced[idx]
             if keep.any():
                 entry["balanced"] = side_adherence(lo[keep], ls[keep], is_left[keep], groups=idx[keep],
                                                    bootstrap=args.bootstrap, seed=args.seed)
             if args.baseline and name != args.baseline:
-                entry["vs_baseline"] = _paired_flip_difference(per_model, name, args.baseline, findings, pairs, f,
-                                                               is_left, idx, args)
+                entry["vs_baseline"] = _paired_flip_difference(side_flips(lo, ls, is_left),
+                                                               side_flips(*at_units[args.baseline], is_left),
+                                                               args.baseline, idx, args)
             result["models"][name]["findings"][f] = entry
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,25 +185,17 @@ def _save_grid(grid, path: Path, scale: int = 2) -> None:
     Image.fromarray(pixels).resize((pixels.shape[1] * scale, pixels.shape[0] * scale), Image.NEAREST).save(path)
 
 
-def _unit_logits(logits: dict, findings: list[str], pairs: dict, finding: str) -> tuple[np.ndarray, np.ndarray]:
-    """The (original, swapped) judge logits of one model at the units of ``finding`` ("pooled": of all)."""
+def _at_units(per_finding: dict, findings: list[str], pairs: dict, finding: str) -> np.ndarray:
+    """Per-report values (``{finding: (n reports,)}``) at the units of ``finding`` ("pooled": of all, in order)."""
     names = findings if finding == "pooled" else [finding]
-    lo = np.concatenate([logits[g][0][[i for i, _ in pairs[g]]] for g in names if pairs[g]])
-    ls = np.concatenate([logits[g][1][[i for i, _ in pairs[g]]] for g in names if pairs[g]])
-    return lo, ls
+    return np.concatenate([per_finding[g][[i for i, _ in pairs[g]]] for g in names if pairs[g]])
 
 
-def _paired_flip_difference(per_model, name, baseline, findings, pairs, finding, is_left, idx, args) -> dict:
-    """Flip rate of ``name`` minus that of ``baseline`` on the same units, with a bootstrap interval over reports."""
+def _paired_flip_difference(flips: np.ndarray, baseline_flips: np.ndarray, baseline: str, idx, args) -> dict:
+    """Flip rate minus the baseline's on the same units (bool (n,) each), with a bootstrap interval over reports."""
     from diffcxr.metrics import bootstrap_interval
 
-    sign = np.where(is_left, 1.0, -1.0)
-
-    def flips(model):
-        lo, ls = _unit_logits(per_model[model], findings, pairs, finding)
-        return ((sign * lo > 0) & (sign * ls < 0)).astype(np.float64)
-
-    diff = flips(name) - flips(baseline)
+    diff = flips.astype(np.float64) - baseline_flips.astype(np.float64)
     out = {"baseline": baseline, "flip_rate_difference": float(diff.mean())}
     if args.bootstrap:
         out["interval"] = bootstrap_interval(lambda i: float(diff[i].mean()), list(idx), args.bootstrap,

@@ -13,7 +13,7 @@ from torch import nn
 
 from diffcxr.errors import DiffCXRError
 from diffcxr.evaluation.laterality import (balanced_sides, finding_side, mirrored_halves, side_adherence,
-                                           side_logits, swap_sides)
+                                           side_flips, side_logits, swap_sides)
 from diffcxr.findings import CHEXPERT_FINDINGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +66,7 @@ def test_side_adherence_counts_a_flip_only_when_both_images_follow_the_word():
     out = side_adherence(original, swapped, is_left, bootstrap=50)
     assert out["n"] == 4 and out["accuracy_original"] == 0.75 and out["accuracy_swapped"] == 0.5
     assert out["flip_rate"] == 0.5  # reports 0 and 2
+    assert side_flips(original, swapped, is_left).tolist() == [True, False, True, False]
     assert out["logit_shift"] == pytest.approx(np.mean([3.0, 0.5, 2.0, -1.0]))
     assert out["intervals"]["flip_rate"]["low"] <= 0.5 <= out["intervals"]["flip_rate"]["high"]
     ignores = side_adherence(original, original, is_left, bootstrap=0)  # the same image twice: never a flip

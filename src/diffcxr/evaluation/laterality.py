@@ -28,7 +28,7 @@ import torch
 from diffcxr.errors import DiffCXRError
 
 __all__ = ["balanced_sides", "condition_side_sensitivity", "finding_side", "mirrored_halves", "side_adherence",
-           "side_logits", "swap_sides"]
+           "side_flips", "side_logits", "swap_sides"]
 
 _SIDE = re.compile(r"\b(left|right)\b", re.IGNORECASE)
 
@@ -114,6 +114,13 @@ def condition_side_sensitivity(encoder, reports: list[str], batch_size: int = 64
     return float((as_written - swapped).norm(dim=1).mean() / (as_written - other).norm(dim=1).mean())
 
 
+def side_flips(original_logits: np.ndarray, swapped_logits: np.ndarray, is_left: np.ndarray) -> np.ndarray:
+    """Bool (N,): the judge finds the named side on the image as written (logit towards ``is_left``) and the other
+    side on its side-swapped twin: the finding moved with the word."""
+    sign = np.where(np.asarray(is_left, dtype=bool), 1.0, -1.0)
+    return (sign * np.asarray(original_logits) > 0) & (sign * np.asarray(swapped_logits) < 0)
+
+
 def side_adherence(original_logits: np.ndarray, swapped_logits: np.ndarray, is_left: np.ndarray, *,
                    groups=None, bootstrap: int = 200, seed: int = 0) -> dict:
     """Side adherence of paired images: the judge's logits (float (N,), :func:`side_logits`) on the image of a
@@ -135,7 +142,7 @@ def side_adherence(original_logits: np.ndarray, swapped_logits: np.ndarray, is_l
         raise DiffCXRError(f"side adherence needs as many original ({len(lo)}) as swapped ({len(ls)}) logits and "
                            f"sides ({len(sign)}), at least one")
     right_original, right_swapped = sign * lo > 0, sign * ls < 0
-    flip = right_original & right_swapped
+    flip = side_flips(lo, ls, is_left)
     shift = sign * (lo - ls)
     out = {"n": int(len(sign)), "accuracy_original": float(right_original.mean()),
            "accuracy_swapped": float(right_swapped.mean()), "flip_rate": float(flip.mean()),
