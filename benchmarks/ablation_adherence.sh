@@ -12,12 +12,16 @@
 #   4. per arm and seed: `diffcxr train all --resume` (VLM, base, adapter, the run's classifier, pipeline), then
 #      benchmarks/adherence_sweep.py at guidance 4 (the default) with adapter scale 2 (the default) and 0 (the
 #      "no adapter" ablation: same weights, adapter off), 200 reports x 1 image, 25 DPM-Solver++ steps
-#   5. mean +- SD over seeds per arm (adherence_sweep.py --seed-table), each ablation against the default
-#      (--baseline: difference of means in units of the larger SD), written to OUT/table.md
+#   5. laterality, per seed, every arm in one run (benchmarks/laterality_adherence.py, --baseline default when
+#      the default arm runs): 1,500 phantoms (seed 2) give the first 100 reports that name a finding on one side,
+#      each drawn as written and side-swapped; skip with LATERALITY=0
+#   6. mean +- SD over seeds per arm (adherence_sweep.py --seed-table), each ablation against the default
+#      (--baseline: difference of means in units of the larger SD), then the laterality seed table
+#      (laterality_adherence.py --seed-table: flip rate per arm, paired arm - default), written to OUT/table.md
 #
 # Arms (ARMS, default all four):
 #   default     the shipped cpu-mini: AVA-TLS with pooled squeeze init + local loss, U-ViT last conv = identity
-#   meanpool    parameter-free mean pooling instead of the learned squeeze (model=cpu-mini-no-squeeze)
+#   meanpool    parameter-free mean pooling instead of the learned squeeze (as the cpu-mini-no-squeeze preset)
 #   released    the squeeze as released: random init, token-0 loss only
 #   randomconv  the U-ViT's last conv with PyTorch's random init, as released (model.uvit.final_conv_init=random)
 #   tuned       the default plus the squeeze fine-tuned by the diffusion loss in stage 1 (base.train_squeeze=true;
@@ -26,14 +30,16 @@
 # Environment: SEEDS (default "1 2"), ARMS, CONFIG (default cpu-mini), PARALLEL (arm-seeds trained at once,
 # default 1; on a GPU machine try 6), THREADS (torch threads per training process, default 1 when PARALLEL > 1),
 # DIFFCXR (default `diffcxr`), PYTHON (default `python`), YARDSTICK, N / N_EVAL (phantom counts),
-# TRAIN_OVERRIDES, SWEEP_ARGS (extra arguments for both). Cost: one arm-seed is 1-2 h on 2 CPU cores; on one
+# TRAIN_OVERRIDES, SWEEP_ARGS (extra arguments for both sweeps), LATERALITY (1; 0 skips step 5), N_LAT,
+# LATERALITY_ARGS (extra arguments for the laterality runs, e.g. "--n-reports 200"). Cost: one arm-seed is 1-2 h on 2 CPU cores; on one
 # H200, PARALLEL=6 THREADS=2 trained 3 arms x 2 seeds side by side in ~270 s each (GPU ~99 % busy; the sweeps then
 # generate on the GPU, ~6 s per setting); the tuned arm is ~15 % slower and caches 1 GB of token states.
 # TRAIN_OVERRIDES="classifier.max_steps=1" skips the run's own classifier, which the ablation does not use (the
 # yardstick scores every arm).
 # Smoke run (about a minute): CONFIG=tiny N=60 N_EVAL=12 YARDSTICK=<a classifier folder> SEEDS="1 2" \
 #   TRAIN_OVERRIDES="vae.max_steps=2 vlm.max_steps=2 base.max_steps=2 adapter.max_steps=2 classifier.max_steps=2" \
-#   SWEEP_ARGS="--n-reports 12 --steps 2 --bootstrap 0" bash benchmarks/ablation_adherence.sh /tmp/abl
+#   SWEEP_ARGS="--n-reports 12 --steps 2 --bootstrap 0" N_LAT=40 LATERALITY_ARGS="--n-reports 6 --steps 2 \
+#   --bootstrap 0" bash benchmarks/ablation_adherence.sh /tmp/abl
 set -euo pipefail
 out=${1:?usage: ablation_adherence.sh OUT_DIR}
 diffcxr=${DIFFCXR:-diffcxr}
@@ -43,6 +49,8 @@ read -r -a seeds <<< "${SEEDS:-1 2}"
 read -r -a arms <<< "${ARMS:-default meanpool released randomconv}"
 read -r -a train_overrides <<< "${TRAIN_OVERRIDES:-}"
 read -r -a sweep_args <<< "${SWEEP_ARGS:-}"
+read -r -a laterality_args <<< "${LATERALITY_ARGS:-}"
+laterality=${LATERALITY:-1}
 parallel=${PARALLEL:-1}
 here=$(cd "$(dirname "$0")" && pwd)
 size=$($diffcxr train all -c "$config" --data phantom:unused --print-config ${train_overrides[@]+"${train_overrides[@]}"} \
@@ -51,8 +59,8 @@ size=$($diffcxr train all -c "$config" --data phantom:unused --print-config ${tr
 arm_overrides() {  # the config overrides that make an arm
   case $1 in
     default) ;;
-    meanpool) echo "model=cpu-mini-no-squeeze" ;;
-    released) echo "model=cpu-mini-squeeze-released vlm.local_loss_weight=0" ;;
+    meanpool) echo "model.report_encoder.token_reduction=mean_pool" ;;
+    released) echo "model.report_encoder.squeeze_init=random vlm.local_loss_weight=0" ;;
     randomconv) echo "model.uvit.final_conv_init=random" ;;
     tuned) echo "base.train_squeeze=true" ;;
     *) echo "ablation_adherence.sh: unknown arm '$1' (default, meanpool, released, randomconv, tuned)" >&2; return 2 ;;
@@ -104,6 +112,30 @@ for arm in "${arms[@]}"; do
 done
 while (( jobs_running > 0 )); do wait -n; jobs_running=$((jobs_running - 1)); done
 
+run_laterality() {  # run_laterality SEED: every arm of one training seed, as written and side-swapped
+  local seed=$1 arm
+  local -a models=() baseline=()
+  for arm in "${arms[@]}"; do models+=(--model "$arm=$out/$arm-s$seed/pipeline"); done
+  [[ " ${arms[*]} " == *" default "* && ${#arms[@]} -gt 1 ]] && baseline=(--baseline default)
+  if [[ ${THREADS:-} || $parallel -gt 1 ]]; then export OMP_NUM_THREADS=${THREADS:-1}; fi
+  [[ -f $out/laterality-s$seed/laterality.json ]] || $python "$here/laterality_adherence.py" "${models[@]}" \
+    ${baseline[@]+"${baseline[@]}"} --classifier "$yardstick" --data "phantom:$out/phantoms-lat" --n-reports 100 \
+    --steps 25 --out "$out/laterality-s$seed" ${laterality_args[@]+"${laterality_args[@]}"} \
+    > "$out/laterality-s$seed.log" 2>&1 \
+    || { echo "[ablation] laterality seed $seed failed, see $out/laterality-s$seed.log" >&2; return 1; }
+  echo "[ablation] laterality seed $seed: $out/laterality-s$seed/laterality.json"
+}
+if [[ $laterality == 1 ]]; then
+  [[ -f $out/phantoms-lat/metadata.csv ]] || $diffcxr phantom --n "${N_LAT:-1500}" --size "$size" --seed 2 \
+    --out "$out/phantoms-lat" --no-progress > "$out/phantoms-lat.log"
+  for seed in "${seeds[@]}"; do
+    run_laterality "$seed" &
+    jobs_running=$((jobs_running + 1))
+    if (( jobs_running >= parallel )); then wait -n; jobs_running=$((jobs_running - 1)); fi
+  done
+  while (( jobs_running > 0 )); do wait -n; jobs_running=$((jobs_running - 1)); done
+fi
+
 sweeps() {  # sweeps ARM: the --seed-table arguments of one arm
   local seed
   for seed in "${seeds[@]}"; do printf 's%s=%s ' "$seed" "$out/sweep-$1-s$seed/sweep.json"; done
@@ -121,4 +153,9 @@ sweeps() {  # sweeps ARM: the --seed-table arguments of one arm
         | sed -n '/against the baseline/,$p'
     fi
   done
+  if [[ $laterality == 1 ]]; then
+    echo; echo "## Laterality by arm (flip rate: the finding moved with the side word)"; echo
+    runs=(); for seed in "${seeds[@]}"; do runs+=("s$seed=$out/laterality-s$seed/laterality.json"); done
+    $python "$here/laterality_adherence.py" --seed-table "${runs[@]}"
+  fi
 } | tee "$out/table.md"

@@ -37,6 +37,8 @@ import json
 import time
 from pathlib import Path
 
+from diffcxr.metrics.seeds import mean_sd, mean_sd_text
+
 
 def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v.strip()]
@@ -217,25 +219,10 @@ def _read_seed_sweeps(specs: list[str], yardstick: int) -> tuple[dict, float, di
     return per_seed, reals.pop(), real_findings
 
 
-def _mean_sd(values) -> tuple[float, float]:
-    import math
-
-    import numpy as np
-
-    arr = np.asarray(values, dtype=np.float64)
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else math.nan
-
-
-def _mean_sd_cell(values, digits: int = 3) -> str:
-    """"mean ± SD" over seeds; the value alone for one seed (no SD to give)."""
-    m, sd = _mean_sd(values)
-    return f"{m:.{digits}f} ± {sd:.{digits}f}" if len(values) > 1 else f"{m:.{digits}f}"
-
-
 def _fid_cell(rows: list[dict]) -> str:
     """FID mean ± SD over seeds, or "-" when a sweep did not compute it."""
     values = [r["fid"] for r in rows if r.get("fid") is not None]
-    return _mean_sd_cell(values, 2) if len(values) == len(rows) else "-"
+    return mean_sd_text(values, 2) if len(values) == len(rows) else "-"
 
 
 def _setting_cells(key: tuple) -> str:
@@ -246,7 +233,7 @@ def _setting_cells(key: tuple) -> str:
 
 def _gain_cell(gains: list[float]) -> str:
     """Mean ± SD of per-seed differences, and each seed's value (with 2 seeds an SD says little on its own)."""
-    g, gsd = _mean_sd(gains)
+    g, gsd = mean_sd(gains)
     each = " / ".join(f"{x:+.3f}" for x in gains)
     return f"{g:+.3f} ± {gsd:.3f} ({each})" if len(gains) > 1 else f"{g:+.3f}"
 
@@ -273,7 +260,7 @@ def seed_table(specs: list[str], yardstick: int = 0, baseline: list[str] | None 
         if key[3] != 0 and off in common:
             gain = _gain_cell([per_seed[s][key]["mauc"] - per_seed[s][off]["mauc"] for s in seeds])
         each = " / ".join(f"{r['mauc']:.3f}" for r in rows)
-        print(f"| {_setting_cells(key)} | {_mean_sd_cell([r['mauc'] for r in rows])} | {_fid_cell(rows)} | {each} "
+        print(f"| {_setting_cells(key)} | {mean_sd_text([r['mauc'] for r in rows])} | {_fid_cell(rows)} | {each} "
               f"| {gain} |")
     base_seed = None
     if baseline:
@@ -315,11 +302,11 @@ def finding_table(per_seed: dict, real_findings: dict, spec: str, base_seed: dic
     print(f"\nper finding at {_setting_cells(key)} (solver | steps | w | adapter)\n\n{head}\n{rule}")
     for f in findings:
         mine = [rows[key]["per_finding"][f] for rows in per_seed.values()]
-        line = f"| {f} | {real_findings[f]:.3f} | {_mean_sd_cell(mine)} | {real_findings[f] - _mean_sd(mine)[0]:+.3f} |"
+        line = f"| {f} | {real_findings[f]:.3f} | {mean_sd_text(mine)} | {real_findings[f] - mean_sd(mine)[0]:+.3f} |"
         if base_seed:
             theirs = [rows[keys[1]]["per_finding"][f] for rows in base_seed.values()]
             diffs = [per_seed[s][key]["per_finding"][f] - base_seed[s][keys[1]]["per_finding"][f] for s in paired]
-            line += f" {_mean_sd_cell(theirs)} | {_gain_cell(diffs) if diffs else '-'} |"
+            line += f" {mean_sd_text(theirs)} | {_gain_cell(diffs) if diffs else '-'} |"
         print(line)
 
 
@@ -342,11 +329,11 @@ def compare_arms(per_seed: dict, real: float, baseline: list[str], yardstick: in
     for key in both:
         a = [rows[key] for rows in per_seed.values()]
         b = [rows[key] for rows in base_seed.values()]
-        (ma, sa), (mb, sb) = _mean_sd([r["mauc"] for r in a]), _mean_sd([r["mauc"] for r in b])
+        (ma, sa), (mb, sb) = mean_sd([r["mauc"] for r in a]), mean_sd([r["mauc"] for r in b])
         spread = max(sa, sb)  # nan (no ratio) unless an arm has 2 seeds or more
         ratio = f" ({(ma - mb) / spread:+.1f} SD)" if spread > 0 else ""
-        print(f"| {_setting_cells(key)} | {_mean_sd_cell([r['mauc'] for r in a])} | "
-              f"{_mean_sd_cell([r['mauc'] for r in b])} | {ma - mb:+.3f}{ratio} | {_fid_cell(a)} | {_fid_cell(b)} |")
+        print(f"| {_setting_cells(key)} | {mean_sd_text([r['mauc'] for r in a])} | "
+              f"{mean_sd_text([r['mauc'] for r in b])} | {ma - mb:+.3f}{ratio} | {_fid_cell(a)} | {_fid_cell(b)} |")
     return base_seed
 
 

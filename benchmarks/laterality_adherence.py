@@ -11,10 +11,14 @@ accuracy on the real images of the same reports (the ceiling). With ``--baseline
 difference in flip rate against that model (the same pairs, bootstrap over reports). ``OUT/example.png`` shows
 one report (``--example``) and its side-swapped twin, 4 seeds, every model. Also printed: how far each report
 encoder's condition moves under the swap, relative to the distance between two reports (0 = side-blind).
+``--seed-table SEED=laterality.json ...`` (no generation) reads earlier runs, one per training seed of the same
+models, and prints each model's flip rate and its paired difference to the baseline as mean ± SD over seeds.
 
     .venv/bin/python benchmarks/laterality_adherence.py --model default=runs/cpu-s3/pipeline \\
         --model meanpool=runs/cpu-mp-s3/pipeline --baseline meanpool \\
         --classifier runs/yardstick/classifier --data phantom:runs/phantoms-lat-s2 --out runs/laterality
+    .venv/bin/python benchmarks/laterality_adherence.py --seed-table s3=runs/lat-s3/laterality.json \
+        s4=runs/lat-s4/laterality.json
 """
 
 from __future__ import annotations
@@ -31,11 +35,11 @@ FINDINGS = "Pleural Effusion,Atelectasis,Consolidation,Lung Opacity,Pneumonia,Pn
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", action="append", required=True, metavar="NAME=PIPELINE",
+    ap.add_argument("--model", action="append", metavar="NAME=PIPELINE",
                     help="a saved DiffCXRPipeline folder and its name in the table (repeat for several)")
-    ap.add_argument("--classifier", required=True, help="the yardstick: a classifier trained on real phantoms")
-    ap.add_argument("--data", required=True, help="a phantom dataset spec (its metadata gives each finding's side)")
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--classifier", help="the yardstick: a classifier trained on real phantoms")
+    ap.add_argument("--data", help="a phantom dataset spec (its metadata gives each finding's side)")
+    ap.add_argument("--out")
     ap.add_argument("--findings", default=FINDINGS, help=f"comma-separated CheXpert names (default {FINDINGS})")
     ap.add_argument("--n-reports", type=int, default=200,
                     help="the first N frontal reports naming one of the findings on one side (default 200)")
@@ -50,7 +54,14 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    ap.add_argument("--seed-table", nargs="+", metavar="SEED=LATERALITY.json",
+                    help="mean ± SD over training seeds of earlier runs, one laterality.json per seed (no generation)")
     args = ap.parse_args()
+    if args.seed_table:
+        return print(seed_table(dict(_read_run(spec) for spec in args.seed_table)))
+    missing = [f"--{k}" for k in ("model", "classifier", "data", "out") if not getattr(args, k)]
+    if missing:
+        ap.error(f"{', '.join(missing)} required (or --seed-table)")
     models = dict(_name_and_path(spec) for spec in args.model)
     if args.baseline and args.baseline not in models:
         raise SystemExit(f"error: --baseline {args.baseline!r} is not one of the --model names ({', '.join(models)})")
@@ -233,6 +244,72 @@ def table(result: dict, baseline: str | None = None) -> str:
                     if ci:
                         cell += f" [{ci['low']:+.3f}, {ci['high']:+.3f}]"
                     lines.append(f"| {f} | {name} | {cell} |")
+    return "\n".join(lines)
+
+
+def _read_run(spec: str) -> tuple[str, dict]:
+    """``SEED=laterality.json`` -> (seed name, the run's result)."""
+    name, _, path = spec.partition("=")
+    if not name or not path:
+        raise SystemExit(f"error: give --seed-table entries as SEED=LATERALITY.json, got {spec!r}")
+    try:
+        return name, json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: cannot read the laterality run {path} ({exc.__class__.__name__}: {exc})") from None
+
+
+def seed_table(runs: dict[str, dict]) -> str:
+    """Markdown over training seeds. ``runs``: ``{seed name: laterality.json}``, one run per training seed of the
+    same models on the same reports, judge and noise. Per finding and model: the flip rate (mean ± SD over seeds,
+    then each seed's value and 95 % interval over reports) and side accuracy; each model's condition side
+    sensitivity; and, where the runs had a ``--baseline``, each model's paired difference to it the same way."""
+    from diffcxr.metrics.seeds import mean_sd_text
+
+    first = next(iter(runs.values()))
+    for seed, run in runs.items():
+        for key in ("data", "classifier", "n_reports"):
+            if run.get(key) != first.get(key):
+                raise SystemExit(f"error: the runs differ in {key} ({first.get(key)!r} vs {run.get(key)!r} in "
+                                 f"{seed}); compare runs on the same reports and judge")
+    models = [m for m in first["models"] if all(m in run["models"] for run in runs.values())]
+    if not models:
+        raise SystemExit("error: no model name is in every run; name each model the same in every seed's run")
+    seeds = list(runs)
+
+    def entries(model: str, finding: str) -> list[dict]:
+        return [run["models"][model]["findings"][finding] for run in runs.values()]
+
+    def per_seed(values: list[float], intervals: list[dict | None], sign: str = "") -> str:
+        return " / ".join(f"{v:{sign}.3f}" + (f" [{ci['low']:{sign}.3f}, {ci['high']:{sign}.3f}]" if ci else "")
+                          for v, ci in zip(values, intervals))
+
+    findings = [f for f in first["findings"] if all(f in run["findings"] for run in runs.values())]
+    lines = [f"{len(seeds)} training seed{'s' * (len(seeds) != 1)} ({', '.join(seeds)}); {first['n_reports']} "
+             f"reports of {first['data']}", "",
+             "| finding | n | real | model | flip rate, mean ± SD | per seed [95 % CI] | accuracy as written / swapped |",
+             "|---|---:|---:|---|---|---|---|"]
+    for f in findings:
+        info = first["findings"][f]
+        for model in models:
+            e = entries(model, f)
+            flips = [x["flip_rate"] for x in e]
+            cis = [x.get("intervals", {}).get("flip_rate") for x in e]
+            lines.append(f"| {f} | {info['n']} | {info['real_accuracy']:.3f} | {model} | {mean_sd_text(flips)} | "
+                         f"{per_seed(flips, cis)} | {mean_sd_text([x['accuracy_original'] for x in e])} / "
+                         f"{mean_sd_text([x['accuracy_swapped'] for x in e])} |")
+    lines += ["", "condition side sensitivity (mean ± SD over seeds): " + ", ".join(
+        f"{m} {mean_sd_text([run['models'][m]['condition_side_sensitivity'] for run in runs.values()])}"
+        for m in models)]
+    paired = [(f, m) for f in findings for m in models if all("vs_baseline" in x for x in entries(m, f))]
+    if paired:
+        baselines = {x["vs_baseline"]["baseline"] for f, m in paired for x in entries(m, f)}
+        lines += ["", f"paired against {', '.join(sorted(baselines))} (per seed: the same reports and noise):", "",
+                  "| finding | model | flip rate − baseline, mean ± SD | per seed [95 % CI] |", "|---|---|---|---|"]
+        for f, m in paired:
+            d = [x["vs_baseline"] for x in entries(m, f)]
+            diffs = [x["flip_rate_difference"] for x in d]
+            lines.append(f"| {f} | {m} | {mean_sd_text(diffs, sign=True)} | "
+                         f"{per_seed(diffs, [x.get('interval') for x in d], sign='+')} |")
     return "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
+from diffcxr.metrics.seeds import mean_sd
 
 
 def _read(folder: str, demo_arm: str = "model") -> dict:
@@ -36,13 +36,6 @@ def _read(folder: str, demo_arm: str = "model") -> dict:
             "fid": m.get("fid"), "fid_ci": m.get("fid_interval")}
 
 
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    if not len(arr):
-        return math.nan, math.nan
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else math.nan
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("arms", nargs="+", metavar="NAME=DIR[,DIR...]")
@@ -56,7 +49,7 @@ def main() -> None:
         if not dirs:
             raise SystemExit(f"seed_table: give arms as NAME=DIR[,DIR...], got {spec!r}")
         arms[name] = [_read(d, args.demo_arm) for d in dirs.split(",")]
-    stats = {name: {k: _mean_sd([s[k] for s in seeds]) for k in ("mauc", "fid")} for name, seeds in arms.items()}
+    stats = {name: {k: mean_sd([s[k] for s in seeds]) for k in ("mauc", "fid")} for name, seeds in arms.items()}
     print("| arm | seeds | mAUC mean ± SD | FID mean ± SD | per seed: mAUC [95 % CI] / FID | Δ mAUC vs ref (SDs) |")
     print("|---|---:|---|---|---|---|")
     for name, seeds in arms.items():

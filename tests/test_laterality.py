@@ -133,3 +133,41 @@ def test_laterality_benchmark_end_to_end(tmp_path, monkeypatch, capsys):
         monkeypatch.setattr(sys, "argv", args + bad)
         with pytest.raises(SystemExit, match=expected):
             bench.main()
+
+
+def _run(flips: dict[str, float], data: str = "phantom:lat", baseline: str = "b") -> dict:
+    """A laterality.json of one training seed: pooled flip rates per model, paired against ``baseline``."""
+    models = {}
+    for name, flip in flips.items():
+        entry = {"n": 10, "accuracy_original": 0.5 + flip / 2, "accuracy_swapped": 0.5, "flip_rate": flip,
+                 "logit_shift": flip, "intervals": {"flip_rate": {"low": flip - 0.1, "high": flip + 0.1}}}
+        if name != baseline:
+            entry["vs_baseline"] = {"baseline": baseline, "flip_rate_difference": flip - flips[baseline],
+                                    "interval": {"low": flip - flips[baseline] - 0.1, "high": flip - flips[baseline]}}
+        models[name] = {"condition_side_sensitivity": flip / 3, "findings": {"pooled": entry}}
+    return {"data": data, "classifier": "clf", "n_reports": 10,
+            "findings": {"pooled": {"n": 10, "n_balanced": 0, "real_accuracy": 0.9}}, "models": models}
+
+
+def test_laterality_seed_table_gives_mean_sd_over_seeds_and_the_paired_difference():
+    bench = _benchmark()
+    text = bench.seed_table({"s1": _run({"a": 0.3, "b": 0.1}), "s2": _run({"a": 0.5, "b": 0.1})})
+    assert "2 training seeds (s1, s2)" in text
+    assert "| pooled | 10 | 0.900 | a | 0.400 ± 0.141 | 0.300 [0.200, 0.400] / 0.500 [0.400, 0.600] |" in text
+    assert "| pooled | 10 | 0.900 | b | 0.100 ± 0.000 |" in text
+    assert "paired against b" in text and "| pooled | a | +0.300 ± 0.141 | +0.200 [+0.100, +0.200] / +0.400" in text
+    assert "| pooled | b |" not in text.split("paired against")[1]  # the baseline is not paired with itself
+    one = bench.seed_table({"s1": _run({"a": 0.3, "b": 0.1})})
+    assert "| a | 0.300 | 0.300 [0.200, 0.400] |" in one  # one seed: its value, no SD
+    with pytest.raises(SystemExit, match="differ in data"):
+        bench.seed_table({"s1": _run({"a": 0.3, "b": 0.1}), "s2": _run({"a": 0.3, "b": 0.1}, data="phantom:x")})
+    with pytest.raises(SystemExit, match="no model name"):
+        bench.seed_table({"s1": _run({"a": 0.3, "b": 0.1}), "s2": _run({"c": 0.3, "d": 0.1}, baseline="d")})
+
+
+def test_mean_sd_over_seeds():
+    from diffcxr.metrics import mean_sd, mean_sd_text
+
+    assert mean_sd([1.0, 3.0]) == (2.0, pytest.approx(2 ** 0.5)) and mean_sd([None, 2.0])[0] == 2.0
+    assert np.isnan(mean_sd([2.0])[1]) and all(np.isnan(mean_sd([])))
+    assert mean_sd_text([1.0, 3.0], digits=1) == "2.0 ± 1.4" and mean_sd_text([0.25], sign=True) == "+0.250"
