@@ -124,3 +124,50 @@ def test_config_keys_select_the_variant():
     assert released.model_config()["report_encoder"]["squeeze_init"] == "random"
     with pytest.raises(DiffCXRError, match="squeeze_init"):
         load_model_config({"image_size": 64, "report_encoder": {"squeeze_init": "zeros"}})
+
+
+def test_hard_negatives_raise_the_contrastive_losses_only_where_they_compete():
+    from diffcxr.models.report_encoder import clip_loss
+
+    torch.manual_seed(0)
+    text, image = torch.randn(4, 16), torch.randn(4, 16)
+    plain = clip_loss(text, image)
+    assert torch.equal(clip_loss(text, image, hard_negatives=torch.empty(0, 16)), plain)
+    assert clip_loss(text, image, hard_negatives=text[:2].clone()) > plain  # a twin as close as the report
+    aligned = clip_loss(image, image)  # every report matches its image exactly: a far twin costs ~nothing
+    assert 0 <= clip_loss(image, image, hard_negatives=-image[:2]) - aligned < 0.01
+    tokens, attended = torch.randn(3, 6, 16), torch.randn(3, 6, 16)
+    masked = token_infonce(tokens, attended, negative_tokens=tokens.clone(), negative_mask=torch.zeros(3, dtype=bool))
+    assert torch.isclose(masked, token_infonce(tokens, attended))  # masked-out samples: no negatives at all
+    assert token_infonce(tokens, attended, negative_tokens=tokens.clone()) > token_infonce(tokens, attended)
+
+
+def test_side_swapped_twins_train_the_squeeze_to_tell_left_from_right():
+    """The side-swapped hard negatives reach the squeeze's gate, and change the loss only through the reports
+    that name a side."""
+    from diffcxr.evaluation.laterality import swap_sides
+
+    torch.manual_seed(1)
+    pixels = torch.randn(len(REPORTS), 1, 32, 32)
+    objective, encoder = _objective("pooling", 1.0)
+    objective.eval()  # no dropout: the losses compare exactly
+    swapped = [swap_sides(r) for r in REPORTS]
+    mask = torch.tensor([a != b for a, b in zip(swapped, REPORTS)])
+    assert mask.tolist() == [False, False, True, True]
+    tokens, twins = encoder.tokenize(REPORTS), encoder.tokenize(swapped)
+    plain = objective(tokens, pixels)
+    with_twins = objective(tokens, pixels, twins, mask)
+    assert with_twins > plain
+    assert torch.equal(objective(tokens, pixels, twins, torch.zeros(4, dtype=bool)), plain)
+    plain.backward()
+    gate_plain = encoder.squeeze.gate.grad.clone()
+    objective.zero_grad(set_to_none=True)
+    with_twins.backward()  # the gate (zero at the start; conv2's rows follow once it opens) gets the twins' signal
+    assert encoder.squeeze.gate.grad.abs().sum() > 0 and not torch.allclose(encoder.squeeze.gate.grad, gate_plain)
+
+
+def test_side_swap_negatives_is_a_config_key():
+    from diffcxr.training.config import load_run_config
+
+    assert load_run_config("cpu-mini").vlm.side_swap_negatives is False
+    assert load_run_config("cpu-mini", ["vlm.side_swap_negatives=true"]).vlm.side_swap_negatives is True

@@ -447,11 +447,13 @@ def load_vision_language_model(path: str | os.PathLike) -> tuple[ReportEncoder, 
     return encoder, tower
 
 
-def clip_loss(text_emb: torch.Tensor, image_emb: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+def clip_loss(text_emb: torch.Tensor, image_emb: torch.Tensor, temperature: float = 0.07,
+              hard_negatives: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric InfoNCE (CLIP) loss between paired rows of ``text_emb`` and ``image_emb`` (both (B, d)).
 
     Embeddings are L2-normalised; logits = cos-sim / temperature; the loss is the mean of the text→image and
-    image→text cross-entropies with the diagonal as targets.
+    image→text cross-entropies with the diagonal as targets. ``hard_negatives`` (K, d): extra texts that every
+    image must rank below its own report (e.g. the batch's reports with left and right swapped).
     """
     if text_emb.shape != image_emb.shape or text_emb.ndim != 2:
         raise DiffCXRError(f"clip_loss needs two (B, d) tensors of equal shape, got {tuple(text_emb.shape)} "
@@ -460,4 +462,8 @@ def clip_loss(text_emb: torch.Tensor, image_emb: torch.Tensor, temperature: floa
     i = F.normalize(image_emb.float(), dim=-1)
     logits = t @ i.T / temperature
     target = torch.arange(t.shape[0], device=t.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    image_to_text = logits.T
+    if hard_negatives is not None and len(hard_negatives):
+        negatives = F.normalize(hard_negatives.float(), dim=-1)
+        image_to_text = torch.cat([image_to_text, i @ negatives.T / temperature], dim=1)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(image_to_text, target))

@@ -84,7 +84,8 @@ class VLMConfig(StageConfig):
     released: the condition rows of the squeeze then get no gradient).
 
     ``lr`` is the text tower's rate when it is pretrained; ``head_lr`` is used for the parts trained from
-    scratch (squeeze, image tower, local head, and a from-scratch text tower).
+    scratch (squeeze, image tower, local head, and a from-scratch text tower). ``side_swap_negatives``: each
+    report that names a side, with "left" and "right" swapped, is a hard negative of both contrastive terms.
     """
 
     lr: float = 1e-5
@@ -95,6 +96,7 @@ class VLMConfig(StageConfig):
     temperature: float = 0.07
     train_text_encoder: bool = True
     local_loss_weight: float = 1.0
+    side_swap_negatives: bool = False
 
 
 @dataclasses.dataclass

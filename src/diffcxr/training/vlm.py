@@ -6,7 +6,9 @@ report token (token 0) and the paired image's embedding, + ``local_loss_weight``
 on the 77 condition tokens (:class:`~diffcxr.models.local_alignment.LocalAlignment`: per-sample cross-attention
 with the image tower's patch tokens, local InfoNCE + SimSiam), which is what trains the rows of the squeeze
 that make the diffusion condition. ``local_loss_weight: 0`` with ``report_encoder.squeeze_init: random`` is the
-squeeze as the authors released it (token 0 trained only).
+squeeze as the authors released it (token 0 trained only). ``side_swap_negatives: true`` adds every batch report
+that names a side, with "left" and "right" swapped, as a hard negative of both contrastive terms: the image
+must rank its own report above its mirror-worded twin (laterality, docs/report-adherence.md).
 
 Param groups: the text tower at ``lr`` when it is pretrained (1e-5 in the paper, cosine to ``min_lr``),
 ``head_lr`` for the parts trained from scratch (squeeze, image tower, local head, and a from-scratch text tower).
@@ -41,15 +43,25 @@ class VLMObjective(nn.Module):
         self.local_alignment = local_alignment
         self.local_weight = local_weight if local_alignment is not None else 0.0
 
-    def forward(self, tokens: dict, pixels: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: dict, pixels: torch.Tensor, swapped_tokens: dict | None = None,
+                swapped_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``swapped_tokens``: the same reports tokenized with left and right swapped, ``swapped_mask`` (B,) bool
+        the reports the swap changed; those twins are hard negatives of both contrastive terms."""
         from diffcxr.models.report_encoder import clip_loss
 
         text = self.encoder(**tokens)
+        twin = negatives = None
+        if swapped_tokens is not None and swapped_mask is not None and bool(swapped_mask.any()):
+            swapped_mask = swapped_mask.to(text.global_embeds.device).bool()
+            twin = self.encoder(**swapped_tokens)
+            negatives = twin.global_embeds[swapped_mask].float()
         if not self.local_weight:
-            return clip_loss(text.global_embeds.float(), self.image_tower(pixels).float(), self.temperature)
+            return clip_loss(text.global_embeds.float(), self.image_tower(pixels).float(), self.temperature, negatives)
         image, patches = self.image_tower(pixels, return_patch_tokens=True)
-        loss = clip_loss(text.global_embeds.float(), image.float(), self.temperature)
-        return loss + self.local_weight * self.local_alignment(text.condition_embeds, patches).total
+        loss = clip_loss(text.global_embeds.float(), image.float(), self.temperature, negatives)
+        local = self.local_alignment(text.condition_embeds, patches,
+                                     twin.condition_embeds if twin is not None else None, swapped_mask)
+        return loss + self.local_weight * local.total
 
 
 def build_report_encoder(mcfg: dict):
@@ -61,6 +73,7 @@ def build_report_encoder(mcfg: dict):
 
 def train_vlm(run: RunConfig, data_spec: str, out_root, *, manifest: str | None = None, resume: bool = False,
               mixed_precision: str | None = None, progress: bool = True, step_callback=None) -> Path:
+    from diffcxr.evaluation.laterality import swap_sides
     from diffcxr.models.local_alignment import LocalAlignment
     from diffcxr.models.report_encoder import ImageTower
 
@@ -105,9 +118,15 @@ def train_vlm(run: RunConfig, data_spec: str, out_root, *, manifest: str | None 
             encoder.text_encoder.eval()
         for micro in range(cfg.grad_accum):
             indices = next(batches)
-            tokens = encoder.tokenize(images.reports(indices))
+            reports = images.reports(indices)
+            tokens = encoder.tokenize(reports)
             pixels = images.batch(indices).to(session.device)
-            loss = objective(tokens, pixels)
+            swapped_tokens = swapped_mask = None
+            if cfg.side_swap_negatives:
+                swapped = [swap_sides(r) for r in reports]
+                swapped_mask = torch.tensor([a != b for a, b in zip(swapped, reports)])
+                swapped_tokens = encoder.tokenize(swapped) if swapped_mask.any() else None
+            loss = objective(tokens, pixels, swapped_tokens, swapped_mask)
             session.check_finite(loss, state)
             session.backward(loss, objective, micro)
         grad_norm = session.optimizer_step(objective, optimizer, scheduler, ema, state)
