@@ -88,11 +88,10 @@ def test_condition_side_sensitivity_is_zero_without_side_words_and_positive_with
         condition_side_sensitivity(encoder, with_sides[:1])
 
 
-def _benchmark():
+def _benchmark(name: str = "laterality_adherence"):
     import importlib.util
 
-    path = ROOT / "benchmarks" / "laterality_adherence.py"
-    spec = importlib.util.spec_from_file_location("laterality_adherence", path)
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -171,3 +170,25 @@ def test_mean_sd_over_seeds():
     assert mean_sd([1.0, 3.0]) == (2.0, pytest.approx(2 ** 0.5)) and mean_sd([None, 2.0])[0] == 2.0
     assert np.isnan(mean_sd([2.0])[1]) and all(np.isnan(mean_sd([])))
     assert mean_sd_text([1.0, 3.0], digits=1) == "2.0 ± 1.4" and mean_sd_text([0.25], sign=True) == "+0.250"
+
+
+def test_encoder_laterality_benchmark(tmp_path, monkeypatch, capsys):
+    from diffcxr.data.phantom import make_phantom_dataset
+    from diffcxr.models.report_encoder import ImageTower, ReportEncoder
+
+    make_phantom_dataset(30, 32, tmp_path / "ph", seed=3, progress=False)
+    encoder = ReportEncoder.tiny(seed=0).eval()
+    encoder.save_pretrained(tmp_path / "vlm" / "report_encoder")
+    ImageTower(channels=(8, 16), embed_dim=encoder.hidden_size).save_pretrained(tmp_path / "vlm" / "image_tower")
+    bench = _benchmark("encoder_laterality")
+    args = ["encoder_laterality.py", "--vlm", f"a={tmp_path / 'vlm'}", "--data", f"phantom:{tmp_path / 'ph'}",
+            "--size", "32", "--bootstrap", "20"]
+    monkeypatch.setattr(sys, "argv", args)
+    bench.main()
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| a |")]
+    assert len(row) == 1
+    sensitivity, retrieval = float(row[0].split("|")[2]), float(row[0].split("|")[3].split()[0])
+    assert sensitivity > 0 and 0 <= retrieval <= 1  # the tiny encoder's tokens see the side words
+    monkeypatch.setattr(sys, "argv", args[:2] + [f"a={tmp_path}"] + args[3:])
+    with pytest.raises(SystemExit, match="no report_encoder"):
+        bench.main()

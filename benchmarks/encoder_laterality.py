@@ -1,0 +1,112 @@
+"""Benchmark: does a trained report encoder tell left from right? No generation, seconds per encoder.
+
+For the phantom reports of ``--data`` that name a finding on one side, and each VLM stage output (``--vlm
+NAME=RUN/vlm``: its ``report_encoder`` and ``image_tower``):
+
+- **condition side sensitivity**: how far the 77 condition tokens (what the denoiser reads) move when "left" and
+  "right" are swapped, ÷ the distance between two different reports (0 = side-blind;
+  ``diffcxr.evaluation.laterality.condition_side_sensitivity``);
+- **side retrieval**: how often the image tower's embedding of the real image is closer (cosine) to its own
+  report's global token than to the side-swapped report's (0.5 = side-blind), with a 95 % bootstrap interval
+  over reports; and the mean cosine margin (own − swapped).
+
+The generation benchmark (``laterality_adherence.py``) says whether images follow the side; this one says whether
+the condition carries it, e.g. to compare VLM-stage variants before training the diffusion stages on them.
+
+    .venv/bin/python benchmarks/encoder_laterality.py --vlm default=runs/cpu-s4/vlm \\
+        --vlm swapneg=runs/vlm-swapneg-s4/vlm --data phantom:runs/phantoms-lat-s2
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+FINDINGS = ("Pleural Effusion", "Atelectasis", "Consolidation", "Lung Opacity", "Pneumonia", "Pneumothorax")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--vlm", action="append", required=True, metavar="NAME=VLM_FOLDER",
+                    help="a VLM stage's output folder (report_encoder/, image_tower/) and its name (repeatable)")
+    ap.add_argument("--data", required=True, help="a phantom dataset spec (its metadata gives each finding's side)")
+    ap.add_argument("--n-reports", type=int, default=200,
+                    help="the first N frontal reports naming a finding on one side (default 200)")
+    ap.add_argument("--size", type=int, default=None, help="image side (default: the VLM run's model.image_size)")
+    ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    args = ap.parse_args()
+    try:
+        rows = [measure(name, Path(folder), args) for name, folder in map(_name_and_path, args.vlm)]
+    except Exception as exc:  # one line, not a traceback wall
+        from diffcxr.errors import DiffCXRError
+
+        if not isinstance(exc, (DiffCXRError, OSError, ValueError)):
+            raise
+        raise SystemExit(f"error: {exc}") from None
+    print(f"\n{rows[0]['n']} reports of {args.data} naming a finding on one side\n")
+    print("| VLM stage | condition side sensitivity | side retrieval [95 % CI] | cosine margin own − swapped |")
+    print("|---|---:|---|---:|")
+    for r in rows:
+        ci = r.get("interval")
+        cell = f"{r['side_retrieval']:.3f}" + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "")
+        print(f"| {r['name']} | {r['sensitivity']:.3f} | {cell} | {r['margin']:+.4f} |")
+
+
+def _name_and_path(spec: str) -> tuple[str, str]:
+    name, _, path = spec.partition("=")
+    if not name or not path:
+        raise SystemExit(f"error: give --vlm as NAME=VLM_FOLDER, got {spec!r}")
+    return name, path
+
+
+def measure(name: str, folder: Path, args) -> dict:
+    """The two side measures of one VLM stage output."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    import yaml
+
+    from diffcxr.data.image_io import load_image
+    from diffcxr.data.sources import read_records
+    from diffcxr.errors import DiffCXRError
+    from diffcxr.evaluation.laterality import condition_side_sensitivity, finding_side, swap_sides
+    from diffcxr.metrics import bootstrap_interval
+    from diffcxr.models.report_encoder import ImageTower, ReportEncoder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for part in ("report_encoder", "image_tower"):
+        if not (folder / part).is_dir():
+            raise DiffCXRError(f"{folder} has no {part}/: give a VLM stage's output folder (RUN/vlm)")
+    size = args.size
+    if size is None:
+        config = folder / "config.yaml"
+        resolved = yaml.safe_load(config.read_text(encoding="utf-8")).get("model_resolved", {}) if config.is_file() else {}
+        size = resolved.get("image_size", 64)
+    records = [r for r in read_records(args.data, frontal_only=True, derive_labels=True)
+               if r.report and r.image_path and any(finding_side(r.meta, f) for f in FINDINGS)][: args.n_reports]
+    if len(records) < 2:
+        raise DiffCXRError(f"{args.data} has {len(records)} frontal report(s) naming a finding on one side; need 2+")
+    encoder = ReportEncoder.from_pretrained(folder / "report_encoder").eval()
+    tower = ImageTower.from_pretrained(folder / "image_tower").eval()
+    reports = [r.report for r in records]
+    with torch.no_grad():
+        sensitivity = condition_side_sensitivity(encoder, reports)
+        image = F.normalize(tower(torch.stack([load_image(r.image_path, size) for r in records])).float(), dim=-1)
+        own = F.normalize(encoder.encode(reports).global_embeds.float(), dim=-1)
+        twin = F.normalize(encoder.encode([swap_sides(t) for t in reports]).global_embeds.float(), dim=-1)
+    margin = ((image * own).sum(-1) - (image * twin).sum(-1)).numpy()
+    wins = (margin > 0).astype(np.float64)
+    out = {"name": name, "n": len(records), "sensitivity": sensitivity, "side_retrieval": float(wins.mean()),
+           "margin": float(margin.mean())}
+    if args.bootstrap:
+        out["interval"] = bootstrap_interval(lambda i: float(wins[i].mean()), list(range(len(wins))),
+                                             args.bootstrap, seed=args.seed)
+    print(f"[{name}] sensitivity {sensitivity:.3f}, side retrieval {out['side_retrieval']:.3f}", flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    main()
