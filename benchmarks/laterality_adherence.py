@@ -17,7 +17,7 @@ models, and prints each model's flip rate and its paired difference to the basel
     .venv/bin/python benchmarks/laterality_adherence.py --model default=runs/cpu-s3/pipeline \\
         --model meanpool=runs/cpu-mp-s3/pipeline --baseline meanpool \\
         --classifier runs/yardstick/classifier --data phantom:runs/phantoms-lat-s2 --out runs/laterality
-    .venv/bin/python benchmarks/laterality_adherence.py --seed-table s3=runs/lat-s3/laterality.json \
+    .venv/bin/python benchmarks/laterality_adherence.py --seed-table s3=runs/lat-s3/laterality.json \\
         s4=runs/lat-s4/laterality.json
 """
 
