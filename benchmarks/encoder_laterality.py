@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-FINDINGS = ("Pleural Effusion", "Atelectasis", "Consolidation", "Lung Opacity", "Pneumonia", "Pneumothorax")
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -38,7 +36,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = ap.parse_args()
     try:
-        rows = [measure(name, Path(folder), args) for name, folder in map(_name_and_path, args.vlm)]
+        rows = measure_all(dict(map(_name_and_path, args.vlm)), args)
     except Exception as exc:  # one line, not a traceback wall
         from diffcxr.errors import DiffCXRError
 
@@ -61,45 +59,62 @@ def _name_and_path(spec: str) -> tuple[str, str]:
     return name, path
 
 
-def measure(name: str, folder: Path, args) -> dict:
-    """The two side measures of one VLM stage output."""
-    import numpy as np
+def measure_all(folders: dict[str, str], args) -> list[dict]:
+    """The two side measures of each VLM stage output; the reports are read once, the images once per size."""
     import torch
-    import torch.nn.functional as F
-    import yaml
 
     from diffcxr.data.image_io import load_image
-    from diffcxr.data.sources import read_records
     from diffcxr.errors import DiffCXRError
-    from diffcxr.evaluation.laterality import condition_side_sensitivity, finding_side, swap_sides
-    from diffcxr.metrics import bootstrap_interval
-    from diffcxr.models.report_encoder import ImageTower, ReportEncoder
+    from diffcxr.evaluation.laterality import one_sided_records
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    for part in ("report_encoder", "image_tower"):
-        if not (folder / part).is_dir():
-            raise DiffCXRError(f"{folder} has no {part}/: give a VLM stage's output folder (RUN/vlm)")
-    size = args.size
-    if size is None:
-        config = folder / "config.yaml"
-        resolved = yaml.safe_load(config.read_text(encoding="utf-8")).get("model_resolved", {}) if config.is_file() else {}
-        size = resolved.get("image_size", 64)
-    records = [r for r in read_records(args.data, frontal_only=True, derive_labels=True)
-               if r.report and r.image_path and any(finding_side(r.meta, f) for f in FINDINGS)][: args.n_reports]
+    records = one_sided_records(args.data, limit=args.n_reports)
     if len(records) < 2:
         raise DiffCXRError(f"{args.data} has {len(records)} frontal report(s) naming a finding on one side; need 2+")
+    images = {}  # image side -> (N, 1, side, side) real images
+    rows = []
+    for name, folder in folders.items():
+        folder = Path(folder)
+        for part in ("report_encoder", "image_tower"):
+            if not (folder / part).is_dir():
+                raise DiffCXRError(f"{folder} has no {part}/: give a VLM stage's output folder (RUN/vlm)")
+        size = args.size or _image_size(folder)
+        if size not in images:
+            images[size] = torch.stack([load_image(r.image_path, size) for r in records])
+        rows.append(measure(name, folder, [r.report for r in records], images[size], args))
+    return rows
+
+
+def _image_size(folder: Path) -> int:
+    """The image side the VLM run trained at (its config.yaml), 64 when it does not say."""
+    import yaml
+
+    config = folder / "config.yaml"
+    resolved = yaml.safe_load(config.read_text(encoding="utf-8")).get("model_resolved", {}) if config.is_file() else {}
+    return resolved.get("image_size", 64)
+
+
+def measure(name: str, folder: Path, reports: list[str], images, args) -> dict:
+    """The two side measures of one VLM stage output on ``reports`` and their real ``images`` (N, 1, H, W)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from diffcxr.evaluation.laterality import condition_side_sensitivity, swap_sides
+    from diffcxr.metrics import bootstrap_interval
+    from diffcxr.models.report_encoder import ImageTower, ReportEncoder
+
     encoder = ReportEncoder.from_pretrained(folder / "report_encoder").eval()
     tower = ImageTower.from_pretrained(folder / "image_tower").eval()
-    reports = [r.report for r in records]
     with torch.no_grad():
         sensitivity = condition_side_sensitivity(encoder, reports)
-        image = F.normalize(tower(torch.stack([load_image(r.image_path, size) for r in records])).float(), dim=-1)
+        image = F.normalize(tower(images).float(), dim=-1)
         own = F.normalize(encoder.encode(reports).global_embeds.float(), dim=-1)
         twin = F.normalize(encoder.encode([swap_sides(t) for t in reports]).global_embeds.float(), dim=-1)
     margin = ((image * own).sum(-1) - (image * twin).sum(-1)).numpy()
     wins = (margin > 0).astype(np.float64)
-    out = {"name": name, "n": len(records), "sensitivity": sensitivity, "side_retrieval": float(wins.mean()),
+    out = {"name": name, "n": len(reports), "sensitivity": sensitivity, "side_retrieval": float(wins.mean()),
            "margin": float(margin.mean())}
     if args.bootstrap:
         out["interval"] = bootstrap_interval(lambda i: float(wins[i].mean()), list(range(len(wins))),

@@ -30,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-FINDINGS = "Pleural Effusion,Atelectasis,Consolidation,Lung Opacity,Pneumonia,Pneumothorax"
+from diffcxr.evaluation.laterality import SIDED_FINDINGS
+
+FINDINGS = ",".join(SIDED_FINDINGS)
 
 
 def main() -> None:
@@ -87,18 +89,17 @@ def run(models: dict[str, str], findings: list[str], args) -> None:
     import torch
 
     from diffcxr.data.image_io import load_image
-    from diffcxr.data.sources import read_records
     from diffcxr.errors import DiffCXRError
     from diffcxr.evaluation.adherence import generate_for_records
     from diffcxr.evaluation.laterality import (balanced_sides, condition_side_sensitivity, finding_side,
-                                               side_adherence, side_flips, side_logits, swap_sides)
+                                               one_sided_records, side_adherence, side_flips, side_logits,
+                                               swap_sides)
     from diffcxr.models.cxr_classifier import load_classifier
     from diffcxr.pipelines import DiffCXRPipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    records = [r for r in read_records(args.data, frontal_only=True, derive_labels=True)
-               if r.report and r.image_path and any(finding_side(r.meta, f) for f in findings)][: args.n_reports]
+    records = one_sided_records(args.data, findings, args.n_reports)
     if not records:
         raise DiffCXRError(f"no frontal record of {args.data} names {', '.join(findings)} on one side (phantom "
                            "metadata 'laterality' needed)")
@@ -286,7 +287,8 @@ def seed_table(runs: dict[str, dict]) -> str:
     findings = [f for f in first["findings"] if all(f in run["findings"] for run in runs.values())]
     lines = [f"{len(seeds)} training seed{'s' * (len(seeds) != 1)} ({', '.join(seeds)}); {first['n_reports']} "
              f"reports of {first['data']}", "",
-             "| finding | n | real | model | flip rate, mean ± SD | per seed [95 % CI] | accuracy as written / swapped |",
+             "| finding | n | real | model | flip rate, mean ± SD | per seed [95 % CI] | "
+             "accuracy as written / swapped |",
              "|---|---:|---:|---|---|---|---|"]
     for f in findings:
         info = first["findings"][f]

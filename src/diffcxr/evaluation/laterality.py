@@ -27,8 +27,11 @@ import torch
 
 from diffcxr.errors import DiffCXRError
 
-__all__ = ["balanced_sides", "condition_side_sensitivity", "finding_side", "mirrored_halves", "side_adherence",
-           "side_flips", "side_logits", "swap_sides"]
+__all__ = ["SIDED_FINDINGS", "balanced_sides", "condition_side_sensitivity", "finding_side", "mirrored_halves",
+           "one_sided_records", "side_adherence", "side_flips", "side_logits", "swap_sides"]
+
+#: The CheXpert findings that phantom reports place on one side (the laterality benchmarks' default).
+SIDED_FINDINGS = ("Pleural Effusion", "Atelectasis", "Consolidation", "Lung Opacity", "Pneumonia", "Pneumothorax")
 
 _SIDE = re.compile(r"\b(left|right)\b", re.IGNORECASE)
 
@@ -60,6 +63,16 @@ def finding_side(meta: dict, finding: str) -> str | None:
     sides = {side for item in str(meta.get("laterality") or "").split(";")
              for kind, _, side in [item.partition(":")] if kind == key}
     return sides.pop() if len(sides) == 1 and sides <= {"left", "right"} else None
+
+
+def one_sided_records(data_spec: str, findings=SIDED_FINDINGS, limit: int | None = None) -> list:
+    """The first ``limit`` frontal records of ``data_spec`` (a phantom dataset) with a report and an image that
+    name at least one of ``findings`` on one side (:func:`finding_side`)."""
+    from diffcxr.data.sources import read_records
+
+    records = [r for r in read_records(data_spec, frontal_only=True, derive_labels=True)
+               if r.report and r.image_path and any(finding_side(r.meta, f) for f in findings)]
+    return records[:limit]
 
 
 def mirrored_halves(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
