@@ -38,6 +38,20 @@ def test_version_and_module_entry_point(capsys):
     assert result.stdout.strip() == f"diffcxr {__version__}"
 
 
+def test_entry_closes_the_process_group_a_run_opened(monkeypatch, tmp_path):
+    """Every process of an ``accelerate launch`` run leaves through ``entry()``: the gloo group it opened is destroyed
+    before the interpreter exits (left to the exit, it aborted finished processes now and then), and main's exit code
+    is kept."""
+    import torch.distributed as dist
+
+    from diffcxr.cli import main as cli
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    monkeypatch.setattr(cli, "main", lambda: 3 if dist.is_initialized() else 0)
+    assert cli.entry() == 3 and not dist.is_initialized()
+    assert cli.entry() == 0  # no group: nothing to close
+
+
 def test_every_registered_command_has_help(capsys):
     for name in COMMANDS:
         with pytest.raises(SystemExit) as exit_info:

@@ -2,6 +2,6 @@
 
 import sys
 
-from diffcxr.cli.main import main
+from diffcxr.cli.main import entry
 
-sys.exit(main())
+sys.exit(entry())

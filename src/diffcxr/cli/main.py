@@ -100,5 +100,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def close_process_group() -> None:
+    """Close torch.distributed's process group if this run opened one (every process of ``accelerate launch``).
+
+    A gloo group left to the interpreter's exit can abort a process whose work is done ("terminate called without
+    an active exception"), turning a finished multi-process run into a failed one. No barrier: a process that
+    returned takes part in no further collective, and a barrier would hang beside a process that failed.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def entry() -> int:
+    """The ``diffcxr`` console script and ``python -m diffcxr``: :func:`main`, then :func:`close_process_group`.
+
+    Not part of ``main`` because commands call ``main`` in-process (``evaluate --model`` runs ``generate``).
+    """
+    code = main()
+    close_process_group()
+    return code
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(entry())
