@@ -83,18 +83,20 @@ def _override_labels(overrides: dict[str, str] | None) -> dict[str, float]:
     return out
 
 
-def read_report(report: str, overrides: dict[str, str] | None = None, uncertain_as_positive: bool = False
-                ) -> tuple[list[tuple[str, str | None]], str, dict[str, float | None]]:
+def read_report(report: str, overrides: dict[str, str] | None = None, uncertain_as_positive: bool = False,
+                sides: bool = False) -> tuple[list[tuple[str, str | None]], str, dict[str, float | None]]:
     """What the model reads from ``report``: highlighted evidence spans, the knowledge prompt and the labels after
-    ``overrides`` (``{finding: "auto"|"present"|"absent"}``). An empty report gives no spans and no prompt."""
-    from diffcxr.knowledge import apply_overrides, knowledge_prompt, label_report
+    ``overrides`` (``{finding: "auto"|"present"|"absent"}``). An empty report gives no spans and no prompt.
+    ``sides``: the side-aware prompt, for a model whose adapter reads one (:attr:`AppGenerator.knowledge_sides`)."""
+    from diffcxr.knowledge import apply_overrides, finding_sides, knowledge_prompt, label_report
 
     forced = _override_labels(overrides)
     if not isinstance(report, str) or not report.strip():
         return [], "", {f: forced.get(f) for f in CHEXPERT_FINDINGS}
     result = label_report(report[:MAX_REPORT_CHARS])
     labels = apply_overrides(result.labels, forced) if forced else result.labels
-    return highlight_spans(result.text, result.evidence), knowledge_prompt(labels, uncertain_as_positive), labels
+    prompt = knowledge_prompt(labels, uncertain_as_positive, sides=finding_sides(result) if sides else None)
+    return highlight_spans(result.text, result.evidence), prompt, labels
 
 
 @dataclass
@@ -137,6 +139,12 @@ class AppGenerator:
             pipe.set_progress_bar_config(disable=True)
             self._pipelines[precision] = pipe
         return self._pipelines[precision]
+
+    @property
+    def knowledge_sides(self) -> bool:
+        """Whether the model's adapter reads side-aware knowledge prompts ("There is left pleural effusion.")."""
+        adapter = self.pipeline("fp32").knowledge_adapter
+        return adapter is not None and bool(adapter.config.knowledge_sides)
 
     def defaults(self) -> dict:
         """The model's own sampling defaults (as ``diffcxr generate`` uses them): ``steps``, ``guidance``,
@@ -218,9 +226,10 @@ def build_app(generator: AppGenerator):
 
     color_map = {f"{f}: {v}": COLOURS[v] for f in CHEXPERT_FINDINGS for v in COLOURS}
     defaults = generator.defaults()
+    sides = generator.knowledge_sides
 
     def update_findings(report, *choices):
-        spans, prompt, _ = read_report(report or "", dict(zip(CHEXPERT_FINDINGS, choices)))
+        spans, prompt, _ = read_report(report or "", dict(zip(CHEXPERT_FINDINGS, choices)), sides=sides)
         return spans, prompt
 
     def generate(report, *args, progress=gr.Progress()):
@@ -233,7 +242,7 @@ def build_app(generator: AppGenerator):
                                         on_step=lambda done, total: progress((done, total), desc="denoising"))
         except DiffCXRError as exc:
             raise gr.Error(str(exc)) from None
-        spans, prompt, _ = read_report(report, overrides)
+        spans, prompt, _ = read_report(report, overrides, sides=sides)
         status = (f"{len(result.images)} image(s) in {result.seconds:.1f} s · seeds {int(seed or 0)}–"
                   f"{int(seed or 0) + len(result.images) - 1} · regenerate one with `diffcxr generate --model "
                   f"{generator.model_dir} --n 1 --seed SEED --steps {int(steps)} --guidance {guidance} "

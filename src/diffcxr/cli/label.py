@@ -108,7 +108,7 @@ def _write_labels(handle, items: Iterable[tuple[str, str]], fmt: str, overrides,
 
     from diffcxr.data.reports import validate_report
     from diffcxr.findings import CHEXPERT_FINDINGS
-    from diffcxr.knowledge import apply_overrides, knowledge_prompt, label_report
+    from diffcxr.knowledge import apply_overrides, finding_sides, knowledge_prompt, label_report
 
     n, n_warned, writer = 0, 0, None
     if fmt == "csv":
@@ -129,7 +129,8 @@ def _write_labels(handle, items: Iterable[tuple[str, str]], fmt: str, overrides,
             writer.writerow([report_id, text, *(_csv_value(labels[f]) for f in CHEXPERT_FINDINGS), prompt])
         else:
             row = {"id": report_id, "report": text, "labels": labels, "sections": result.sections,
-                   "evidence": [e.to_dict() for e in result.evidence], "knowledge_prompt": prompt}
+                   "evidence": [e.to_dict() for e in result.evidence], "sides": finding_sides(result),
+                   "knowledge_prompt": prompt}
             if result.warnings:
                 row["warnings"] = result.warnings
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")

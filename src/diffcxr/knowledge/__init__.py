@@ -9,6 +9,7 @@
 """
 
 from diffcxr.knowledge.labeler import Evidence, LabelResult, label_report, label_reports
+from diffcxr.knowledge.sides import finding_sides
 from diffcxr.knowledge.prompt import (
     NO_FINDING_PROMPT,
     apply_overrides,
@@ -24,6 +25,7 @@ __all__ = [
     "NO_FINDING_PROMPT",
     "apply_overrides",
     "canonical_finding",
+    "finding_sides",
     "knowledge_prompt",
     "label_report",
     "label_reports",

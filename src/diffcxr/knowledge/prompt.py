@@ -2,7 +2,8 @@
 
 The prompt is one sentence per positive finding over ``KNOWLEDGE_FINDINGS`` (11 findings, fixed order),
 finding names lower-cased: ``"There is atelectasis. There is pleural effusion."``; ``"There is no
-finding."`` when none is positive.
+finding."`` when none is positive. The side-aware variant (``sides``, from :func:`~diffcxr.knowledge.finding_sides`)
+names each finding's side where the report gives one: ``"There is left atelectasis."``.
 """
 
 from __future__ import annotations
@@ -21,19 +22,25 @@ def _is(value: float | None, target: float) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value)) and float(value) == target
 
 
-def knowledge_prompt(labels: Mapping[str, float | None], uncertain_as_positive: bool = False) -> str:
-    """Canonical knowledge prompt from labels (missing keys / ``None`` / NaN = not mentioned).
+def knowledge_prompt(labels: Mapping[str, float | None], uncertain_as_positive: bool = False,
+                     sides: Mapping[str, str] | None = None) -> str:
+    """Canonical knowledge prompt from labels (missing keys / ``None`` / NaN = not mentioned); ``sides``
+    (``{finding: "left" | "right" | "bilateral"}``) puts the side before the finding's name.
 
     >>> knowledge_prompt({"Pleural Effusion": 1.0, "Atelectasis": -1.0})
     'There is pleural effusion.'
     >>> knowledge_prompt({"Pleural Effusion": 1.0, "Atelectasis": -1.0}, uncertain_as_positive=True)
     'There is atelectasis. There is pleural effusion.'
+    >>> knowledge_prompt({"Pleural Effusion": 1.0}, sides={"Pleural Effusion": "left"})
+    'There is left pleural effusion.'
     """
+    sides = sides or {}
     sentences = []
     for finding in KNOWLEDGE_FINDINGS:
         value = labels.get(finding)
         if _is(value, POSITIVE) or (uncertain_as_positive and _is(value, UNCERTAIN)):
-            sentences.append(f"There is {finding.lower()}.")
+            side = f"{sides[finding]} " if finding in sides else ""
+            sentences.append(f"There is {side}{finding.lower()}.")
     return " ".join(sentences) if sentences else NO_FINDING_PROMPT
 
 

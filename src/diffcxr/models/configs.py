@@ -36,7 +36,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
             "layers_per_block": 2, "norm_num_groups": 32, "scaling_factor": 0.18215},
     "uvit": {"patch_size": 2, "width": 512, "depth": 16, "num_heads": 8, "mlp_ratio": 4.0, "qkv_bias": False,
              "mlp_time_embed": False, "final_conv": True, "final_conv_init": "identity"},
-    "adapter": {"enabled": True},
+    "adapter": {"enabled": True, "knowledge_sides": False},
     "report_encoder": {"text_encoder": "minilm", "hidden_size": 384, "max_length": 256, "num_condition_tokens": 77,
                        "token_reduction": "squeeze", "squeeze_init": "pooling"},
     "image_tower": {"channels": [32, 64, 128, 256]},

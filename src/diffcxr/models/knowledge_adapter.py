@@ -67,7 +67,11 @@ class DiseaseKnowledgeAdapter(UViTInputHalfMixin, ModelMixin, ConfigMixin):
         mlp_time_embed: bool = False,
         layer_norm_eps: float = 1e-5,
         knowledge_dim: int | None = None,
+        knowledge_sides: bool = False,
     ):
+        """``knowledge_sides`` (no weights): the knowledge prompt this adapter reads names each finding's side
+        ("There is left pleural effusion.", :func:`~diffcxr.knowledge.finding_sides`); the pipeline writes its
+        prompts that way."""
         super().__init__()
         self._build_input_half(sample_size, in_channels, patch_size, width, depth, num_heads, mlp_ratio,
                                qkv_bias, context_dim, num_context_tokens, mlp_time_embed, layer_norm_eps)
@@ -78,11 +82,11 @@ class DiseaseKnowledgeAdapter(UViTInputHalfMixin, ModelMixin, ConfigMixin):
         self.mid_residual_proj = _zero_linear(width, width)
 
     @classmethod
-    def from_uvit(cls, uvit: UViT, knowledge_dim: int | None = None,
-                  load_weights_from_uvit: bool = True) -> "DiseaseKnowledgeAdapter":
+    def from_uvit(cls, uvit: UViT, knowledge_dim: int | None = None, load_weights_from_uvit: bool = True,
+                  knowledge_sides: bool = False) -> "DiseaseKnowledgeAdapter":
         """Create an adapter whose input half is a copy of ``uvit``'s (zero-initialised projections)."""
         cfg = {k: uvit.config[k] for k in _SHARED_CONFIG}
-        adapter = cls(**cfg, knowledge_dim=knowledge_dim)
+        adapter = cls(**cfg, knowledge_dim=knowledge_dim, knowledge_sides=knowledge_sides)
         if load_weights_from_uvit:
             shared = {k: v for k, v in uvit.state_dict().items() if k.startswith(_SHARED_PREFIXES)}
             missing, unexpected = adapter.load_state_dict(shared, strict=False)

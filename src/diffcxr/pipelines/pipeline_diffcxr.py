@@ -147,13 +147,19 @@ class DiffCXRPipeline(DiffusionPipeline):
 
         ``labels`` per report: ``None`` (labeler only), a dict ``{finding: 1/0/-1/None}`` or a spec string
         ``"Pleural Effusion=1,Cardiomegaly=0"``; overrides are applied on top of the labeler's labels. Unknown
-        finding names raise :class:`~diffcxr.errors.ReportError`.
+        finding names raise :class:`~diffcxr.errors.ReportError`. With an adapter trained on side-aware prompts
+        (``knowledge_adapter.config.knowledge_sides``) each prompt names the sides the report gives
+        (:func:`~diffcxr.knowledge.finding_sides`).
         """
-        from diffcxr.knowledge import apply_overrides, knowledge_prompt, label_report, parse_label_overrides
+        from diffcxr.knowledge import (apply_overrides, finding_sides, knowledge_prompt, label_report,
+                                       parse_label_overrides)
 
+        with_sides = self.knowledge_adapter is not None and self.knowledge_adapter.config.knowledge_sides
         out_labels, prompts = [], []
         for report, override in zip(reports, self._as_list(labels, len(reports), "labels")):
-            lab = dict(label_report(report).labels) if report else {}
+            result = label_report(report) if report else None
+            lab = dict(result.labels) if result else {}
+            sides = finding_sides(result) if with_sides and result else None
             if isinstance(override, str):
                 override = parse_label_overrides(override)
             if override:
@@ -161,7 +167,7 @@ class DiffCXRPipeline(DiffusionPipeline):
                     raise DiffCXRError(f"labels must be dicts or 'Finding=1,...' strings, got {type(override).__name__}")
                 lab = apply_overrides(lab, override)
             out_labels.append(lab)
-            prompts.append(knowledge_prompt(lab, uncertain_as_positive=uncertain_as_positive))
+            prompts.append(knowledge_prompt(lab, uncertain_as_positive=uncertain_as_positive, sides=sides))
         return out_labels, prompts
 
     @torch.no_grad()
@@ -407,6 +413,7 @@ class DiffCXRPipeline(DiffusionPipeline):
         denoiser = UViT(**uvit_kwargs(cfg))
         if with_adapter is None:
             with_adapter = cfg["adapter"]["enabled"]
-        adapter = DiseaseKnowledgeAdapter.from_uvit(denoiser) if with_adapter else None
+        adapter = (DiseaseKnowledgeAdapter.from_uvit(denoiser, knowledge_sides=cfg["adapter"]["knowledge_sides"])
+                   if with_adapter else None)
         return cls(vae=vae.eval(), denoiser=denoiser.eval(), report_encoder=report_encoder.eval(),
                    scheduler=default_scheduler(), knowledge_adapter=adapter.eval() if adapter is not None else None)

@@ -75,7 +75,7 @@ def train_adapter(run: RunConfig, data_spec: str, out_root, *, manifest: str | N
     base.requires_grad_(False)
     base.eval()
     torch.manual_seed(run.seed)
-    adapter = DiseaseKnowledgeAdapter.from_uvit(base)
+    adapter = DiseaseKnowledgeAdapter.from_uvit(base, knowledge_sides=mcfg["adapter"]["knowledge_sides"])
     objective = AdapterObjective(base, adapter)
     optimizer = session.optimizer(adapter.parameters())
     scheduler = session.lr_scheduler(optimizer)

@@ -175,7 +175,8 @@ def write_sample_grid(run, out_root, uvit, holdout_records, path: Path, adapter=
     scheduler = scheduler or sampling_scheduler(run.adapter if adapter is not None else run.base, run.sample.solver)
     pipe = DiffCXRPipeline(vae=vae, denoiser=uvit, report_encoder=encoder, knowledge_adapter=adapter,
                            scheduler=scheduler)
-    knowledge = pipe.encode_text(knowledge_prompts(records)) if adapter is not None else None
+    knowledge = (pipe.encode_text(knowledge_prompts(records, sides=adapter.config.knowledge_sides))
+                 if adapter is not None else None)
     fake = pipe([r.report for r in records], knowledge_embeds=knowledge, output_type="pt", progress=False,
                 num_inference_steps=run.sample.num_inference_steps, guidance_scale=run.sample.guidance_scale,
                 adapter_conditioning_scale=run.sample.adapter_scale, generator=torch.Generator().manual_seed(run.seed)).images * 2 - 1

@@ -56,13 +56,14 @@ def _atomic_save(tensors: dict, path: Path) -> None:
 @torch.no_grad()
 def build_cache(cache_root, records, vae, encoder, *, image_size: int, dtype: str = "float16", shard_size: int = 1024,
                 batch_size: int = 32, progress: bool = True, skip_unreadable: bool = True,
-                token_states: bool = False) -> Path:
+                token_states: bool = False, knowledge_sides: bool = False) -> Path:
     """Encode ``records`` once (VAE posterior means, report and knowledge condition tokens); return the folder.
-    ``token_states``: store the text tower's token states and masks instead of the report condition tokens."""
+    ``token_states``: store the text tower's token states and masks instead of the report condition tokens;
+    ``knowledge_sides``: encode the side-aware knowledge prompts (``adapter.knowledge_sides``)."""
     from diffcxr.models.vae import encode_images
     from diffcxr.training.data import ImageSet, knowledge_prompts
 
-    prompts = knowledge_prompts(records)
+    prompts = knowledge_prompts(records, sides=knowledge_sides)
     key = hashlib.sha256("|".join([model_fingerprint(vae), model_fingerprint(encoder),
                                    data_fingerprint(records, prompts, image_size), dtype]
                                   + (["token-states"] if token_states else [])).encode()).hexdigest()[:20]
@@ -235,7 +236,8 @@ def prepare_latent_cache(run, session, records, out_root, progress: bool = True,
         vae, encoder = components or load_frozen_components(run, out_root, session.device)
         folder = build_cache(root, records, vae, encoder, image_size=mcfg["image_size"], dtype=run.cache.dtype,
                              shard_size=run.cache.shard_size, batch_size=run.cache.batch_size, progress=progress,
-                             skip_unreadable=run.data.skip_unreadable, token_states=token_states)
+                             skip_unreadable=run.data.skip_unreadable, token_states=token_states,
+                             knowledge_sides=mcfg["adapter"]["knowledge_sides"])
         folder_file.write_text(str(folder), encoding="utf-8")
         del vae, encoder
     session.accelerator.wait_for_everyone()

@@ -67,15 +67,16 @@ def select_records(data_spec: str, data_cfg, manifest: str | None = None):
     return train, holdout
 
 
-def knowledge_prompts(records) -> list[str]:
-    """The Diff-CXR knowledge prompt of each record from its labels (derived from the report when unannotated)."""
+def knowledge_prompts(records, sides: bool = False) -> list[str]:
+    """The Diff-CXR knowledge prompt of each record from its labels (derived from the report when unannotated);
+    ``sides``: the side-aware prompt, each finding's side read from the report (``adapter.knowledge_sides``)."""
     from diffcxr.findings import CHEXPERT_FINDINGS
-    from diffcxr.knowledge import knowledge_prompt
+    from diffcxr.knowledge import finding_sides, knowledge_prompt, label_report
 
     out = []
     for r in records:
         labels = {name: (None if math.isnan(v) else float(v)) for name, v in zip(CHEXPERT_FINDINGS, r.labels.tolist())}
-        out.append(knowledge_prompt(labels))
+        out.append(knowledge_prompt(labels, sides=finding_sides(label_report(r.report)) if sides and r.report else None))
     return out
 
 
