@@ -6,6 +6,9 @@ NAME=RUN/vlm``: its ``report_encoder`` and ``image_tower``):
 - **condition side sensitivity**: how far the 77 condition tokens (what the denoiser reads) move when "left" and
   "right" are swapped, ÷ the distance between two different reports (0 = side-blind;
   ``diffcxr.evaluation.laterality.condition_side_sensitivity``);
+- **knowledge side sensitivity**: the same for the side-aware knowledge prompt of each report ("There is left
+  pleural effusion.", what an adapter trained with ``adapter.knowledge_sides=true`` reads; the plain prompt names
+  no side, 0);
 - **side retrieval**: how often the image tower's embedding of the real image is closer (cosine) to its own
   report's global token than to the side-swapped report's (0.5 = side-blind), with a 95 % bootstrap interval
   over reports; and the mean cosine margin (own − swapped).
@@ -44,12 +47,14 @@ def main() -> None:
             raise
         raise SystemExit(f"error: {exc}") from None
     print(f"\n{rows[0]['n']} reports of {args.data} naming a finding on one side\n")
-    print("| VLM stage | condition side sensitivity | side retrieval [95 % CI] | cosine margin own − swapped |")
-    print("|---|---:|---|---:|")
+    print("| VLM stage | condition side sensitivity | knowledge side sensitivity (side-aware prompt) "
+          "| side retrieval [95 % CI] | cosine margin own − swapped |")
+    print("|---|---:|---:|---|---:|")
     for r in rows:
         ci = r.get("interval")
         cell = f"{r['side_retrieval']:.3f}" + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "")
-        print(f"| {r['name']} | {r['sensitivity']:.3f} | {cell} | {r['margin']:+.4f} |")
+        print(f"| {r['name']} | {r['sensitivity']:.3f} | {r['knowledge_sensitivity']:.3f} | {cell} "
+              f"| {r['margin']:+.4f} |")
 
 
 def _name_and_path(spec: str) -> tuple[str, str]:
@@ -102,6 +107,7 @@ def measure(name: str, folder: Path, reports: list[str], images, args) -> dict:
     import torch.nn.functional as F
 
     from diffcxr.evaluation.laterality import condition_side_sensitivity, swap_sides
+    from diffcxr.knowledge import finding_sides, knowledge_prompt, label_report
     from diffcxr.metrics import bootstrap_interval
     from diffcxr.models.report_encoder import ImageTower, ReportEncoder
 
@@ -109,17 +115,21 @@ def measure(name: str, folder: Path, reports: list[str], images, args) -> dict:
     tower = ImageTower.from_pretrained(folder / "image_tower").eval()
     with torch.no_grad():
         sensitivity = condition_side_sensitivity(encoder, reports)
+        labeled = [label_report(t) for t in reports]
+        knowledge = condition_side_sensitivity(
+            encoder, [knowledge_prompt(res.labels, sides=finding_sides(res)) for res in labeled])
         image = F.normalize(tower(images).float(), dim=-1)
         own = F.normalize(encoder.encode(reports).global_embeds.float(), dim=-1)
         twin = F.normalize(encoder.encode([swap_sides(t) for t in reports]).global_embeds.float(), dim=-1)
     margin = ((image * own).sum(-1) - (image * twin).sum(-1)).numpy()
     wins = (margin > 0).astype(np.float64)
-    out = {"name": name, "n": len(reports), "sensitivity": sensitivity, "side_retrieval": float(wins.mean()),
+    out = {"name": name, "n": len(reports), "sensitivity": sensitivity, "knowledge_sensitivity": knowledge,
+           "side_retrieval": float(wins.mean()),
            "margin": float(margin.mean())}
     if args.bootstrap:
         out["interval"] = bootstrap_interval(lambda i: float(wins[i].mean()), list(range(len(wins))),
                                              args.bootstrap, seed=args.seed)
-    print(f"[{name}] sensitivity {sensitivity:.3f}, side retrieval {out['side_retrieval']:.3f}", flush=True)
+    print(f"[{name}] sensitivity {sensitivity:.3f}, knowledge {knowledge:.3f}, side retrieval {out['side_retrieval']:.3f}", flush=True)
     return out
 
 

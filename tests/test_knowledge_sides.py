@@ -92,3 +92,17 @@ def test_the_app_shows_the_prompt_the_model_reads():
     report = "Large right pneumothorax."
     assert read_report(report)[1] == "There is pneumothorax."
     assert read_report(report, sides=True)[1] == "There is right pneumothorax."
+
+
+def test_finding_sides_reads_the_phantom_generators_sides(monkeypatch, capsys):
+    """``benchmarks/finding_sides_accuracy.py`` on 300 phantom reports: one-sided findings read on their side."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "finding_sides_accuracy.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--n", "300", "--show-misses", "0"])
+    runpy.run_path(str(script), run_name="__main__")
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("one-sided:"))
+    right, wrong = (float(line.split(f"{key} ")[1].split(",")[0]) for key in ("read right", "wrong side"))
+    assert right > 0.95 and wrong < 0.03, line

@@ -187,8 +187,9 @@ def test_encoder_laterality_benchmark(tmp_path, monkeypatch, capsys):
     bench.main()
     row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| a |")]
     assert len(row) == 1
-    sensitivity, retrieval = float(row[0].split("|")[2]), float(row[0].split("|")[3].split()[0])
-    assert sensitivity > 0 and 0 <= retrieval <= 1  # the tiny encoder's tokens see the side words
+    cells = row[0].split("|")
+    sensitivity, knowledge, retrieval = float(cells[2]), float(cells[3]), float(cells[4].split()[0])
+    assert sensitivity > 0 and knowledge > 0 and 0 <= retrieval <= 1  # the tiny encoder's tokens see the side words
     monkeypatch.setattr(sys, "argv", args[:2] + [f"a={tmp_path}"] + args[3:])
     with pytest.raises(SystemExit, match="no report_encoder"):
         bench.main()
