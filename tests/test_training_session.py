@@ -207,6 +207,27 @@ def test_resume_with_another_model_is_one_error_and_keeps_the_run_record(tmp_pat
                     resume=True, progress=False)
     assert (tmp_path / "vae" / "config.yaml").read_text() == record
 
+def test_resume_accepts_a_run_recorded_before_a_model_key_existed(tmp_path, phantom_dir):  # noqa: F811
+    """A run whose config.yaml predates a model key (here ``adapter.knowledge_sides``) resumes: the key takes its
+    default, which is the behaviour the run had."""
+    import yaml
+
+    from diffcxr.training import train_stage
+
+    train_stage("vae", tiny_run("vae.max_steps=1"), f"phantom:{phantom_dir}", tmp_path, progress=False)
+    path = tmp_path / "vae" / "config.yaml"
+    record = yaml.safe_load(path.read_text())
+    del record["model_resolved"]["adapter"]["knowledge_sides"]
+    path.write_text(yaml.safe_dump(record))
+    train_stage("vae", tiny_run("vae.max_steps=2"), f"phantom:{phantom_dir}", tmp_path, resume=True, progress=False)
+    assert json.loads((tmp_path / "vae" / "COMPLETE.json").read_text())["steps"] == 2
+    record["model_resolved"]["adapter"]["knowledge_sides"] = True  # a real difference still stops it
+    path.write_text(yaml.safe_dump(record))
+    with pytest.raises(DiffCXRError, match=r"differs in adapter.knowledge_sides"):
+        train_stage("vae", tiny_run("vae.max_steps=3"), f"phantom:{phantom_dir}", tmp_path, resume=True,
+                    progress=False)
+
+
 @pytest.mark.parametrize("damage", ["truncated weights", "broken state.json", "truncated optimizer"])
 def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, caplog, damage):
     ck, model, opt, sched, at_step_1 = _saved_at_step_1_then_changed(tmp_path)

@@ -112,6 +112,12 @@ class Session:
             return  # an unreadable record of the old config: the checkpoint's shapes still guard the load
         if not isinstance(saved, dict):
             return
+        from diffcxr.models.configs import load_model_config
+
+        try:  # a key added to the schema since the run started takes its default (which keeps the old behaviour)
+            saved = load_model_config(saved)
+        except DiffCXRError:
+            pass  # a key since removed: compare the record as it is
         now = json.loads(json.dumps(self.run.model_config()))
         saved = json.loads(json.dumps(saved))
         differ = sorted(_differing_keys(saved, now))
