@@ -106,3 +106,19 @@ def test_finding_sides_reads_the_phantom_generators_sides(monkeypatch, capsys):
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("one-sided:"))
     right, wrong = (float(line.split(f"{key} ")[1].split(",")[0]) for key in ("read right", "wrong side"))
     assert right > 0.95 and wrong < 0.03, line
+
+
+def test_distilling_a_side_aware_teacher_feeds_its_adapter_side_aware_prompts(tmp_path, phantom_dir):  # noqa: F811
+    """The student's run config says nothing about sides; the teacher's adapter does, and its prompts follow it."""
+    from diffcxr.models.configs import load_model_config
+    from diffcxr.pipelines import DiffCXRPipeline
+
+    cfg = load_model_config("tiny")
+    cfg["adapter"]["knowledge_sides"] = True
+    DiffCXRPipeline.from_model_config(cfg, seed=0).save_pretrained(tmp_path / "teacher", safe_serialization=True)
+    out = tmp_path / "student"
+    assert main(["train", "distill", "-c", "tiny", "--teacher", str(tmp_path / "teacher"), "--data",
+                 f"phantom:{phantom_dir}", "--output-dir", str(out), "--no-progress", "--no-mixed-precision",
+                 "distill.max_steps=1"]) == 0
+    prompts = [p for index in (out / "cache").glob("*/index.json") for p in json.loads(index.read_text())["knowledge_prompts"]]
+    assert any(" left " in p or " right " in p for p in prompts), prompts

@@ -9,7 +9,6 @@
 """
 
 from diffcxr.knowledge.labeler import Evidence, LabelResult, label_report, label_reports
-from diffcxr.knowledge.sides import finding_sides
 from diffcxr.knowledge.prompt import (
     NO_FINDING_PROMPT,
     apply_overrides,
@@ -18,6 +17,7 @@ from diffcxr.knowledge.prompt import (
     label_value,
     parse_label_overrides,
 )
+from diffcxr.knowledge.sides import finding_sides
 
 __all__ = [
     "Evidence",

@@ -4,8 +4,9 @@ The labeler reads presence only. :func:`finding_sides` reads the side words next
 labeler found: first in the mention's clause ("Small right pleural effusion and left basilar atelectasis": the
 effusion is right, the atelectasis left), then, when the clause names no side, in its sentence ("Left lower lobe
 opacity, consistent with pneumonia": the pneumonia is left). A finding named on both sides, or with "bilateral",
-"bilaterally" or "both", is bilateral; a finding whose mentions disagree (left in one sentence, right in another)
-is bilateral too, and so is one at both bases or apices ("bibasilar", "at the lung bases"). The lingula is left. Findings of the heart and mediastinum have no side.
+"bilaterally" or "both", is bilateral; so is one whose mentions disagree (left in one sentence, right in
+another), and one at both bases or apices ("bibasilar", "at the lung bases"). The lingula is left. Findings of
+the heart and the mediastinum have no side.
 
 >>> from diffcxr.knowledge import label_report
 >>> finding_sides(label_report("Small right pleural effusion and left basilar atelectasis. No pneumothorax."))
@@ -18,12 +19,11 @@ import re
 
 from diffcxr.findings import KNOWLEDGE_FINDINGS, POSITIVE
 
-__all__ = ["LATERAL_FINDINGS", "SIDES", "finding_sides"]
+__all__ = ["LATERAL_FINDINGS", "finding_sides"]
 
 #: The knowledge-prompt findings that can lie on one side (not the heart's and the mediastinum's).
 LATERAL_FINDINGS: tuple[str, ...] = tuple(f for f in KNOWLEDGE_FINDINGS
                                           if f not in ("Cardiomegaly", "Enlarged Cardiomediastinum"))
-SIDES = ("left", "right", "bilateral")
 
 _BOTH_SIDES = ("bilateral", "bilaterally", "both", "bibasilar", "bibasal", "biapical", "bases", "apices")
 _LEFT = ("left", "lingula", "lingular")  # the lingula is part of the left lung
@@ -60,7 +60,7 @@ def _mention_side(text: str, start: int, end: int) -> str | None:
 def finding_sides(result) -> dict[str, str]:
     """``{finding: "left" | "right" | "bilateral"}`` for each positive finding of ``result`` (a
     :class:`~diffcxr.knowledge.LabelResult`) in :data:`LATERAL_FINDINGS` whose positive mentions name a side;
-    findings without a side word are left out. Keys in CheXpert order."""
+    findings without a side word are left out. Keys in the knowledge prompt's order."""
     sides: dict[str, set[str]] = {}
     for e in result.evidence:
         if e.value != POSITIVE or e.finding not in LATERAL_FINDINGS or result.labels.get(e.finding) != POSITIVE:

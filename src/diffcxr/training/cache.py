@@ -225,10 +225,11 @@ def load_frozen_components(run, out_root, device="cpu", tuned_encoder: bool = Tr
 
 
 def prepare_latent_cache(run, session, records, out_root, progress: bool = True, components=None,
-                         token_states: bool = False) -> "LatentCache":
+                         token_states: bool = False, knowledge_sides: bool | None = None) -> "LatentCache":
     """Build the cache on the main process (others wait), then open it everywhere. ``components``: the frozen
     ``(vae, report_encoder)`` to encode with (default: those trained in ``out_root``); ``token_states``: cache the
-    text tower's token states instead of the condition tokens (see :func:`build_cache`)."""
+    text tower's token states instead of the condition tokens (see :func:`build_cache`); ``knowledge_sides``: the
+    side-aware knowledge prompts (default: the model config's ``adapter.knowledge_sides``)."""
     mcfg = run.model_config()
     root = Path(run.cache.dir) if run.cache.dir else Path(out_root) / "cache"
     folder_file = Path(session.out_dir) / ".cache_folder"
@@ -237,7 +238,8 @@ def prepare_latent_cache(run, session, records, out_root, progress: bool = True,
         folder = build_cache(root, records, vae, encoder, image_size=mcfg["image_size"], dtype=run.cache.dtype,
                              shard_size=run.cache.shard_size, batch_size=run.cache.batch_size, progress=progress,
                              skip_unreadable=run.data.skip_unreadable, token_states=token_states,
-                             knowledge_sides=mcfg["adapter"]["knowledge_sides"])
+                             knowledge_sides=(mcfg["adapter"]["knowledge_sides"] if knowledge_sides is None
+                                              else knowledge_sides))
         folder_file.write_text(str(folder), encoding="utf-8")
         del vae, encoder
     session.accelerator.wait_for_everyone()

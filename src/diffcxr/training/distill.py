@@ -197,10 +197,11 @@ def train_distill(run: RunConfig, data_spec: str, out_root, *, teacher: str | No
     teacher_pipe.to(session.device)
     train_records, holdout_records = session.stage_records(data_spec, manifest, teacher=str(Path(teacher).resolve()))
     components = (teacher_pipe.vae, teacher_pipe.report_encoder)
-    cache = prepare_latent_cache(run, session, train_records, out_root, progress=progress, components=components)
+    adapter = teacher_pipe.knowledge_adapter
+    cache = prepare_latent_cache(run, session, train_records, out_root, progress=progress, components=components,
+                                 knowledge_sides=bool(adapter is not None and adapter.config.knowledge_sides))
     empty = cache.empty.to(session.device)
     noise_schedule = training_scheduler(teacher_pipe.scheduler.config)  # the schedule the teacher trained with
-    adapter = teacher_pipe.knowledge_adapter
     adapter_scale = teacher_pipe.default_adapter_scale  # the student learns the teacher as it samples by default
     torch.manual_seed(run.seed)
     student = student_from_teacher(teacher_pipe.denoiser)
