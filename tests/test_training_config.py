@@ -107,6 +107,19 @@ def test_model_key_overrides_reach_a_named_or_file_model_config(tmp_path):
         load_run_config("cpu-mini", ["model.uvit.nonsense=1"])
 
 
+@pytest.mark.parametrize("override, message", [
+    ("model.adapter.knowledge_sides=maybe", "adapter.knowledge_sides .* must be true or false, got 'maybe'"),
+    ("model.uvit.depth=2.5", "uvit.depth .* must be an integer, got 2.5"),
+    ("model.uvit.depth=true", "uvit.depth .* must be an integer, got True"),
+    ("model.uvit.mlp_ratio=big", "uvit.mlp_ratio .* must be a number"),
+    ("model.vae.block_out_channels=64", "vae.block_out_channels .* must be a list"),
+])
+def test_model_config_values_have_their_keys_types(override, message):
+    with pytest.raises(DiffCXRError, match=message):
+        load_run_config("cpu-mini", [override]).model_config()
+    assert load_run_config("cpu-mini", ["model.uvit.mlp_ratio=4"]).model_config()["uvit"]["mlp_ratio"] == 4
+
+
 def test_apply_overrides_creates_sections():
     raw = apply_overrides({}, ["a.b.c=1", "x=[1, 2]"])
     assert raw == {"a": {"b": {"c": 1}}, "x": [1, 2]}

@@ -87,6 +87,8 @@ def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
                     f"unknown key {section}.{key!r} in model config {where} (allowed: {', '.join(defaults)})"
                 )
         cfg[section] = {**copy.deepcopy(defaults), **given}
+        for key, value in given.items():
+            _check_type(f"{section}.{key}", value, defaults[key], where)
     if cfg["report_encoder"]["token_reduction"] not in TOKEN_REDUCTIONS:
         raise DiffCXRError(f"report_encoder.token_reduction in model config {where} must be one of "
                            f"{', '.join(TOKEN_REDUCTIONS)}, got {cfg['report_encoder']['token_reduction']!r}")
@@ -99,6 +101,26 @@ def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
     if cfg["image_size"] % latent_downsample(cfg):
         raise DiffCXRError(f"image_size {cfg['image_size']} is not divisible by the VAE factor {latent_downsample(cfg)}")
     return cfg
+
+
+def _check_type(name: str, value: Any, default: Any, where: str) -> None:
+    """``value`` has the type of the key's default (a float key takes an integer too; a ``None`` default: any)."""
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "a string"
+    elif isinstance(default, list):
+        ok, kind = isinstance(value, list), "a list"
+    else:
+        return
+    if not ok:
+        raise DiffCXRError(f"{name} in model config {where} must be {kind}, got {value!r}")
 
 
 def _resolve_extends(raw: dict, where: str, depth: int = 0) -> dict:
