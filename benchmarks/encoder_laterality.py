@@ -65,18 +65,22 @@ def _name_and_path(spec: str) -> tuple[str, str]:
 
 
 def measure_all(folders: dict[str, str], args) -> list[dict]:
-    """The two side measures of each VLM stage output; the reports are read once, the images once per size."""
+    """The side measures of each VLM stage output; the reports are read and labeled once, the images read once
+    per size."""
     import torch
 
     from diffcxr.data.image_io import load_image
     from diffcxr.errors import DiffCXRError
     from diffcxr.evaluation.laterality import one_sided_records
+    from diffcxr.knowledge import finding_sides, knowledge_prompt, label_report
 
     if args.threads:
         torch.set_num_threads(args.threads)
     records = one_sided_records(args.data, limit=args.n_reports)
     if len(records) < 2:
         raise DiffCXRError(f"{args.data} has {len(records)} frontal report(s) naming a finding on one side; need 2+")
+    reports = [r.report for r in records]
+    prompts = [knowledge_prompt(res.labels, sides=finding_sides(res)) for res in map(label_report, reports)]
     images = {}  # image side -> (N, 1, side, side) real images
     rows = []
     for name, folder in folders.items():
@@ -87,7 +91,7 @@ def measure_all(folders: dict[str, str], args) -> list[dict]:
         size = args.size or _image_size(folder)
         if size not in images:
             images[size] = torch.stack([load_image(r.image_path, size) for r in records])
-        rows.append(measure(name, folder, [r.report for r in records], images[size], args))
+        rows.append(measure(name, folder, reports, prompts, images[size], args))
     return rows
 
 
@@ -100,14 +104,14 @@ def _image_size(folder: Path) -> int:
     return resolved.get("image_size", 64)
 
 
-def measure(name: str, folder: Path, reports: list[str], images, args) -> dict:
-    """The two side measures of one VLM stage output on ``reports`` and their real ``images`` (N, 1, H, W)."""
+def measure(name: str, folder: Path, reports: list[str], prompts: list[str], images, args) -> dict:
+    """The side measures of one VLM stage output on ``reports``, their side-aware knowledge ``prompts`` and their
+    real ``images`` (N, 1, H, W)."""
     import numpy as np
     import torch
     import torch.nn.functional as F
 
     from diffcxr.evaluation.laterality import condition_side_sensitivity, swap_sides
-    from diffcxr.knowledge import finding_sides, knowledge_prompt, label_report
     from diffcxr.metrics import bootstrap_interval
     from diffcxr.models.report_encoder import ImageTower, ReportEncoder
 
@@ -115,9 +119,7 @@ def measure(name: str, folder: Path, reports: list[str], images, args) -> dict:
     tower = ImageTower.from_pretrained(folder / "image_tower").eval()
     with torch.no_grad():
         sensitivity = condition_side_sensitivity(encoder, reports)
-        labeled = [label_report(t) for t in reports]
-        knowledge = condition_side_sensitivity(
-            encoder, [knowledge_prompt(res.labels, sides=finding_sides(res)) for res in labeled])
+        knowledge = condition_side_sensitivity(encoder, prompts)
         image = F.normalize(tower(images).float(), dim=-1)
         own = F.normalize(encoder.encode(reports).global_embeds.float(), dim=-1)
         twin = F.normalize(encoder.encode([swap_sides(t) for t in reports]).global_embeds.float(), dim=-1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 
 from diffcxr.findings import KNOWLEDGE_FINDINGS, POSITIVE
+from diffcxr.knowledge.labeler import _SENTENCE_END_RE as _SENTENCE_BREAK  # the labeler's own sentences
 
 __all__ = ["LATERAL_FINDINGS", "finding_sides"]
 
@@ -28,7 +29,6 @@ LATERAL_FINDINGS: tuple[str, ...] = tuple(f for f in KNOWLEDGE_FINDINGS
 _BOTH_SIDES = ("bilateral", "bilaterally", "both", "bibasilar", "bibasal", "biapical", "bases", "apices")
 _LEFT = ("left", "lingula", "lingular")  # the lingula is part of the left lung
 _SIDE_WORD = re.compile(rf"\b({'|'.join(_LEFT + ('right',) + _BOTH_SIDES)})\b", re.IGNORECASE)
-_SENTENCE_BREAK = re.compile(r"[.!?\n]")
 _CLAUSE_BREAK = re.compile(r"[;,:]|\b(?:and|with|but|while|whereas|as well as)\b", re.IGNORECASE)
 
 
