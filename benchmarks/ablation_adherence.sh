@@ -26,8 +26,9 @@
 #   randomconv  the U-ViT's last conv with PyTorch's random init, as released (model.uvit.final_conv_init=random)
 #   tuned       the default plus the squeeze fine-tuned by the diffusion loss in stage 1 (base.train_squeeze=true;
 #               not in the default ARMS)
-#   sides       the default with the side-aware knowledge prompt ("There is left pleural effusion.";
-#               model.adapter.knowledge_sides=true; not in the default ARMS)
+#   plainprompt the default with the plain knowledge prompt ("There is pleural effusion." instead of the
+#               side-aware "There is left pleural effusion."; model.adapter.knowledge_sides=false; not in the
+#               default ARMS)
 #
 # Environment: SEEDS (default "1 2"), ARMS, CONFIG (default cpu-mini), PARALLEL (arm-seeds trained at once,
 # default 1; on a GPU machine try 6), THREADS (torch threads per training process, default 1 when PARALLEL > 1),
@@ -65,8 +66,8 @@ arm_overrides() {  # the config overrides that make an arm
     released) echo "model.report_encoder.squeeze_init=random vlm.local_loss_weight=0" ;;
     randomconv) echo "model.uvit.final_conv_init=random" ;;
     tuned) echo "base.train_squeeze=true" ;;
-    sides) echo "model.adapter.knowledge_sides=true" ;;
-    *) echo "ablation_adherence.sh: unknown arm '$1' (default, meanpool, released, randomconv, tuned, sides)" >&2
+    plainprompt) echo "model.adapter.knowledge_sides=false" ;;
+    *) echo "ablation_adherence.sh: unknown arm '$1' (default, meanpool, released, randomconv, tuned, plainprompt)" >&2
        return 2 ;;
   esac
 }

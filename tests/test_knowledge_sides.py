@@ -122,3 +122,13 @@ def test_distilling_a_side_aware_teacher_feeds_its_adapter_side_aware_prompts(tm
                  "distill.max_steps=1"]) == 0
     prompts = [p for index in (out / "cache").glob("*/index.json") for p in json.loads(index.read_text())["knowledge_prompts"]]
     assert any(" left " in p or " right " in p for p in prompts), prompts
+
+
+@pytest.mark.parametrize("preset, sides", [("cpu-mini", True), ("cpu-mini-no-squeeze", True),
+                                           ("cpu-mini-squeeze-released", True), ("paper", False), ("tiny", False)])
+def test_cpu_mini_and_its_ablation_presets_read_the_side_aware_prompt(preset, sides):
+    """cpu-mini's measured default (and the ablation presets that extend it, so arms differ only in the squeeze);
+    ``paper`` keeps the plain prompt."""
+    from diffcxr.models.configs import load_model_config
+
+    assert load_model_config(preset)["adapter"]["knowledge_sides"] is sides

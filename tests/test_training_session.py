@@ -202,7 +202,7 @@ def test_resume_with_another_model_is_one_error_and_keeps_the_run_record(tmp_pat
 
     train_stage("vae", tiny_run("vae.max_steps=1"), f"phantom:{phantom_dir}", tmp_path, progress=False)
     record = (tmp_path / "vae" / "config.yaml").read_text()
-    with pytest.raises(DiffCXRError, match=r"trained with model 'tiny', this command asks for 'cpu-mini' \(differs in image_size"):
+    with pytest.raises(DiffCXRError, match=r"trained with model 'tiny', this command asks for 'cpu-mini' \(differs in adapter.knowledge_sides, image_size.*\); resume with the run's own model config"):
         train_stage("vae", tiny_run("vae.max_steps=2", "model=cpu-mini"), f"phantom:{phantom_dir}", tmp_path,
                     resume=True, progress=False)
     assert (tmp_path / "vae" / "config.yaml").read_text() == record
@@ -223,9 +223,14 @@ def test_resume_accepts_a_run_recorded_before_a_model_key_existed(tmp_path, phan
     assert json.loads((tmp_path / "vae" / "COMPLETE.json").read_text())["steps"] == 2
     record["model_resolved"]["adapter"]["knowledge_sides"] = True  # a real difference still stops it
     path.write_text(yaml.safe_dump(record))
-    with pytest.raises(DiffCXRError, match=r"differs in adapter.knowledge_sides"):
+    with pytest.raises(DiffCXRError, match=r"differs in adapter.knowledge_sides\); add "
+                       r"model.adapter.knowledge_sides=true to resume it as it was trained"):
         train_stage("vae", tiny_run("vae.max_steps=3"), f"phantom:{phantom_dir}", tmp_path, resume=True,
                     progress=False)
+    # the override the error names resumes it
+    train_stage("vae", tiny_run("vae.max_steps=3", "model.adapter.knowledge_sides=true"), f"phantom:{phantom_dir}",
+                tmp_path, resume=True, progress=False)
+    assert json.loads((tmp_path / "vae" / "COMPLETE.json").read_text())["steps"] == 3
 
 
 @pytest.mark.parametrize("damage", ["truncated weights", "broken state.json", "truncated optimizer"])

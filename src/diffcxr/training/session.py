@@ -123,10 +123,12 @@ class Session:
         differ = sorted(_differing_keys(saved, now))
         if differ:
             shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
+            overrides = _resume_overrides(saved, differ)
+            how = (f"add {' '.join(overrides)} to resume it as it was trained" if overrides
+                   else "resume with the run's own model config")
             raise DiffCXRError(
                 f"--resume: {self.out_dir} was trained with model {saved.get('name', '?')!r}, this command asks for "
-                f"{now.get('name', '?')!r} (differs in {shown}); resume with the run's own model config or start a "
-                "new --output-dir")
+                f"{now.get('name', '?')!r} (differs in {shown}); {how}, or start a new --output-dir")
 
     # -- building blocks ---------------------------------------------------------------------------------------
     # -- provenance and data -------------------------------------------------------------------------------------
@@ -375,6 +377,25 @@ def stage_complete(out_dir: str | os.PathLike, max_steps: int | None = None) -> 
     if max_steps is None:
         return True
     return int(json.loads(path.read_text(encoding="utf-8")).get("steps", 0)) >= max_steps
+
+
+def _resume_overrides(saved: dict, differ: list[str], most: int = 3) -> list[str]:
+    """The ``model.KEY=VALUE`` overrides that give back a run's own model config when only a few scalar keys
+    differ (e.g. a preset whose default changed since the run started); ``[]`` when that is not possible."""
+    if len(differ) > most:
+        return []
+    overrides = []
+    for key in differ:
+        value = saved
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, bool):
+            overrides.append(f"model.{key}={str(value).lower()}")
+        elif isinstance(value, (int, float, str)):
+            overrides.append(f"model.{key}={value}")
+        else:  # absent now, a list, a section or null: no one-word override
+            return []
+    return overrides
 
 
 def _differing_keys(a, b, prefix: str = "") -> list[str]:
