@@ -393,7 +393,7 @@ def _resume_overrides(saved: dict, differ: list[str], most: int = 3) -> list[str
             overrides.append(f"model.{key}={str(value).lower()}")
         elif isinstance(value, (int, float, str)):
             overrides.append(f"model.{key}={value}")
-        else:  # absent now, a list, a section or null: no one-word override
+        else:  # not in the record, a list, a section or null: no one-word override
             return []
     return overrides
 
