@@ -83,7 +83,7 @@ mkdir -p "$out"
 [[ -f $out/phantoms-eval/metadata.csv ]] || $diffcxr phantom --n "${N_EVAL:-200}" --size "$size" --seed 1 \
   --out "$out/phantoms-eval" --no-progress > "$out/phantoms-eval.log"
 yardstick=${YARDSTICK:-$out/yardstick/classifier}
-if [[ -z ${YARDSTICK:-} && ! -f $out/yardstick/classifier/COMPLETE.json ]]; then
+if [[ -z ${YARDSTICK:-} && ! -f $out/yardstick/COMPLETE.json ]]; then
   echo "[ablation] yardstick classifier (log: $out/yardstick.log)"
   $python "$here/eval_phantoms.py" --data "$out/phantoms" --size "$size" --save "$out/yardstick" > "$out/yardstick.log"
 fi
