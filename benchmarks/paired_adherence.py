@@ -1,0 +1,78 @@
+"""Benchmark: two pipelines on the same reports and noise, their mAUC difference with a paired interval.
+
+Each pipeline generates one image (or ``--images-per-report``) from each of the first ``--n-reports`` reports of
+``--data``, image ``k`` of report ``i`` from the same noise in both; the yardstick classifier scores both sets, and
+the difference mAUC(A) − mAUC(B) gets a *paired* 95 % bootstrap interval (each replicate resamples reports once
+and scores both sets on them: ``diffcxr.evaluation.adherence.adherence_gain``). Settings match
+``adherence_sweep.py``'s (DPM-Solver++ 2M, 25 steps by default), so its per-pipeline mAUCs are the sweep's.
+
+    python benchmarks/paired_adherence.py --model fastsqueeze=runs/abl/fastsqueeze-s1/pipeline \\
+        --model meanpool=runs/abl/meanpool-s1/pipeline --classifier runs/abl/yardstick/classifier \\
+        --data phantom:runs/abl/phantoms-eval --n-reports 200 --guidance 4 --adapter-scale 0 --out runs/abl/paired-s1
+
+Writes ``OUT/paired.json``; prints each mAUC and the paired difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", action="append", required=True, metavar="NAME=PIPELINE",
+                    help="exactly two: the first minus the second is reported")
+    ap.add_argument("--classifier", required=True, help="the yardstick: a classifier trained on real phantoms")
+    ap.add_argument("--data", required=True, help="dataset spec of the reports (e.g. phantom:runs/phantoms-eval)")
+    ap.add_argument("--n-reports", type=int, default=200)
+    ap.add_argument("--images-per-report", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--solver", default="dpm++2m")
+    ap.add_argument("--guidance", type=float, default=None, help="default: each pipeline's own")
+    ap.add_argument("--adapter-scale", type=float, default=None, help="default: each pipeline's own")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    models = [spec.split("=", 1) for spec in args.model]
+    if len(models) != 2 or any(len(m) != 2 or not all(m) for m in models):
+        raise SystemExit("paired_adherence.py: give exactly two --model NAME=PIPELINE")
+
+    import torch
+
+    from diffcxr.data.sources import read_records
+    from diffcxr.evaluation.adherence import adherence_gain, generate_and_score
+    from diffcxr.models.cxr_classifier import load_classifier
+    from diffcxr.models.diffusion import solver_scheduler
+    from diffcxr.pipelines import DiffCXRPipeline
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    records = [r for r in read_records(args.data, derive_labels=True) if r.report][: args.n_reports]
+    classifier = load_classifier(args.classifier)
+    results, generated = {}, {}
+    for name, folder in models:
+        pipe = DiffCXRPipeline.from_pretrained(folder)
+        pipe.scheduler = solver_scheduler(args.solver, dict(pipe.scheduler.config))
+        results[name], generated[name] = generate_and_score(
+            pipe, records, classifier, images_per_report=args.images_per_report, num_inference_steps=args.steps,
+            guidance_scale=args.guidance, adapter_scale=args.adapter_scale, seed=args.seed, bootstrap=args.bootstrap,
+            progress=True)
+        ci = results[name].get("interval")
+        print(f"{name}: mAUC {results[name]['mauc']:.3f}"
+              + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else ""), flush=True)
+    (a, _), (b, _) = models
+    gain = adherence_gain(generated[a], generated[b], classifier, bootstrap=args.bootstrap, seed=args.seed)
+    ci = gain.get("interval")
+    print(f"{a} - {b} (paired): {gain['delta']:+.3f}" + (f" [{ci['low']:+.3f}, {ci['high']:+.3f}]" if ci else ""))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "paired.json").write_text(json.dumps({"models": dict(models), "results": results, "difference": gain,
+                                                 "args": vars(args)}, indent=2, default=str), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
