@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from _benchmarks import load_benchmark, tiny_yardstick
 from diffcxr.errors import DiffCXRError
 from diffcxr.evaluation.laterality import (balanced_sides, finding_side, mirrored_halves, side_adherence,
                                            side_flips, side_logits, swap_sides)
@@ -88,29 +89,15 @@ def test_condition_side_sensitivity_is_zero_without_side_words_and_positive_with
         condition_side_sensitivity(encoder, with_sides[:1])
 
 
-def _benchmark(name: str = "laterality_adherence"):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_laterality_benchmark_end_to_end(tmp_path, monkeypatch, capsys):
     from PIL import Image
 
-    from diffcxr.data.phantom import make_phantom_dataset
-    from diffcxr.models.cxr_classifier import CXRClassifier, save_classifier
-
-    make_phantom_dataset(20, 32, tmp_path / "ph", seed=3, progress=False)
-    torch.manual_seed(0)
-    save_classifier(CXRClassifier(channels=(4, 8), image_size=32).eval(), tmp_path / "clf")
+    phantoms, classifier = tiny_yardstick(tmp_path, 20)
     args = ["laterality_adherence.py", "--model", f"a={FIXTURE}", "--model", f"b={FIXTURE}", "--baseline", "b",
-            "--classifier", str(tmp_path / "clf"), "--data", f"phantom:{tmp_path / 'ph'}", "--n-reports", "4",
+            "--classifier", str(classifier), "--data", f"phantom:{phantoms}", "--n-reports", "4",
             "--steps", "2", "--bootstrap", "20", "--out", str(tmp_path / "out")]
-    bench = _benchmark()
+    bench = load_benchmark("laterality_adherence")
     monkeypatch.setattr(sys, "argv", args)
     bench.main()
     result = json.loads((tmp_path / "out" / "laterality.json").read_text())
@@ -149,7 +136,7 @@ def _run(flips: dict[str, float], data: str = "phantom:lat", baseline: str = "b"
 
 
 def test_laterality_seed_table_gives_mean_sd_over_seeds_and_the_paired_difference():
-    bench = _benchmark()
+    bench = load_benchmark("laterality_adherence")
     text = bench.seed_table({"s1": _run({"a": 0.3, "b": 0.1}), "s2": _run({"a": 0.5, "b": 0.1})})
     assert "2 training seeds (s1, s2)" in text
     assert "| pooled | 10 | 0.900 | a | 0.400 ± 0.141 | 0.300 [0.200, 0.400] / 0.500 [0.400, 0.600] |" in text
@@ -180,7 +167,7 @@ def test_encoder_laterality_benchmark(tmp_path, monkeypatch, capsys):
     encoder = ReportEncoder.tiny(seed=0).eval()
     encoder.save_pretrained(tmp_path / "vlm" / "report_encoder")
     ImageTower(channels=(8, 16), embed_dim=encoder.hidden_size).save_pretrained(tmp_path / "vlm" / "image_tower")
-    bench = _benchmark("encoder_laterality")
+    bench = load_benchmark("encoder_laterality")
     args = ["encoder_laterality.py", "--vlm", f"a={tmp_path / 'vlm'}", "--data", f"phantom:{tmp_path / 'ph'}",
             "--size", "32", "--bootstrap", "20"]
     monkeypatch.setattr(sys, "argv", args)

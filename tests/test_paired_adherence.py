@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
-import torch
+from _benchmarks import ROOT, load_benchmark, tiny_yardstick
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "tiny_pipeline"
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("paired_adherence", ROOT / "benchmarks" / "paired_adherence.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
 def test_one_pipeline_against_itself_differs_by_exactly_zero(tmp_path, monkeypatch, capsys):
-    from diffcxr.data.phantom import make_phantom_dataset
-    from diffcxr.models.cxr_classifier import CXRClassifier, save_classifier
-
-    make_phantom_dataset(12, 32, tmp_path / "ph", seed=3, progress=False)
-    torch.manual_seed(0)
-    save_classifier(CXRClassifier(channels=(4, 8), image_size=32).eval(), tmp_path / "clf")
+    phantoms, classifier = tiny_yardstick(tmp_path, 12)
     args = ["paired_adherence.py", "--model", f"a={FIXTURE}", "--model", f"b={FIXTURE}", "--classifier",
-            str(tmp_path / "clf"), "--data", f"phantom:{tmp_path / 'ph'}", "--n-reports", "8", "--steps", "2",
+            str(classifier), "--data", f"phantom:{phantoms}", "--n-reports", "8", "--steps", "2",
             "--bootstrap", "20", "--out", str(tmp_path / "out")]
-    bench = _benchmark()
+    bench = load_benchmark("paired_adherence")
     monkeypatch.setattr(sys, "argv", args)
     bench.main()
     result = json.loads((tmp_path / "out" / "paired.json").read_text())
