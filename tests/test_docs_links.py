@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -22,16 +23,18 @@ def _relative_links(page: Path, *, same_page: bool = False) -> list[str]:
             if not re.match(r"[a-z][a-z0-9+.-]*:", t) and (same_page or not t.startswith("#"))]
 
 
-def _anchors(page: Path) -> set[str]:
+@functools.cache
+def _anchors(page: Path) -> frozenset[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens; repeats get -1, -2, ..."""
     anchors: set[str] = set()
     for heading in re.findall(r"^#{1,6}\s+(.+?)\s*$", _prose(page), flags=re.M):
-        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        slug = anchor = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
         repeat = 0
-        while (slug if repeat == 0 else f"{slug}-{repeat}") in anchors:
+        while anchor in anchors:
             repeat += 1
-        anchors.add(slug if repeat == 0 else f"{slug}-{repeat}")
-    return anchors
+            anchor = f"{slug}-{repeat}"
+        anchors.add(anchor)
+    return frozenset(anchors)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])

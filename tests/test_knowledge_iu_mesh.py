@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from _benchmarks import load_benchmark
 
 from diffcxr.knowledge import label_report
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "labeler_iu_mesh.py"
 # Measured 0.910 (uncertain counted negative) and 0.851 (uncertain counted positive); floors leave a small margin.
 MACRO_F1_FLOOR = {"uncertain=negative": 0.89, "uncertain=positive": 0.83}
 
 
-def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("labeler_iu_mesh", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_mesh_mapping() -> None:
-    bench = _benchmark_module()
+    bench = load_benchmark("labeler_iu_mesh")
     assert bench.mesh_findings(("normal",)) == {"No Finding"}
     assert bench.mesh_findings(("Cardiomegaly/mild", "Pulmonary Atelectasis/base/left")) == {"Cardiomegaly", "Atelectasis"}
     assert bench.mesh_findings(("Opacity/lung/base/left/patchy", "Fractures, Bone/ribs")) == {"Lung Opacity", "Fracture"}
@@ -33,7 +25,7 @@ def test_mesh_mapping() -> None:
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_macro_f1_on_iu_mesh(shared_data: Path) -> None:
-    bench = _benchmark_module()
+    bench = load_benchmark("labeler_iu_mesh")
     from diffcxr.data.iu_reports import read_iu_reports
 
     reports = bench.scorable(read_iu_reports(shared_data / "iu-xray" / "NLMCXR_reports.tgz"))
