@@ -38,6 +38,23 @@ def test_uncertain_as_positive_and_overrides(capsys) -> None:
     assert row["knowledge_prompt"] == "There is atelectasis. There is cardiomegaly."
 
 
+def test_sides_name_the_side_in_the_prompt_jsonl_and_csv(tmp_path: Path, capsys) -> None:
+    report = "Small left pleural effusion. Right basilar atelectasis."
+    assert main(["label", report]) == 0
+    plain = _jsonl(capsys.readouterr().out)[0]
+    assert plain["knowledge_prompt"] == "There is atelectasis. There is pleural effusion."
+    assert main(["label", report, "--sides"]) == 0
+    row = _jsonl(capsys.readouterr().out)[0]
+    assert row["sides"] == {"Atelectasis": "right", "Pleural Effusion": "left"}
+    assert row["knowledge_prompt"] == "There is right atelectasis. There is left pleural effusion."
+    reports = tmp_path / "r.txt"
+    reports.write_text(report + "\nNo acute disease.\n")
+    assert main(["label", "--input", str(reports), "--sides", "--out", str(tmp_path / "l.csv")]) == 0
+    with open(tmp_path / "l.csv", newline="") as handle:
+        prompts = [r["knowledge_prompt"] for r in csv.DictReader(handle)]
+    assert prompts == [row["knowledge_prompt"], "There is no finding."]
+
+
 def test_unknown_override_is_one_error_line(capsys) -> None:
     assert main(["label", REPORT, "--labels", "Heart Attack=1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()

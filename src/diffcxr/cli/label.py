@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default from --out's suffix, else jsonl")
     parser.add_argument("--uncertain-as-positive", action="store_true",
                         help="uncertain findings (-1) count as present in the knowledge prompt")
+    parser.add_argument("--sides", action="store_true",
+                        help="name each finding's side in the knowledge prompt ('There is left pleural effusion.'), "
+                             "the prompt an adapter trained with adapter.knowledge_sides reads (cpu-mini's default)")
     parser.add_argument("--labels", metavar="FINDING=V,...",
                         help="override derived labels for every report, e.g. 'Pleural Effusion=1,Cardiomegaly=0' "
                              "(values 1, 0, -1 or blank)")
@@ -84,14 +87,15 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out).expanduser() if args.out else None
     if out is None:
-        n, n_warned = _write_labels(sys.stdout, items, fmt, overrides, args.uncertain_as_positive, single)
+        n, n_warned = _write_labels(sys.stdout, items, fmt, overrides, args.uncertain_as_positive, args.sides, single)
     else:
         if out.is_dir():
             raise ReportError(f"--out {out} is a folder; give a file name such as {out / 'labels.jsonl'}")
         out.parent.mkdir(parents=True, exist_ok=True)
         # the output file appears only when complete; a device, FIFO or link at --out is refused, not replaced
         with atomic_path(out) as partial, partial.open("w", encoding="utf-8", newline="") as handle:
-            n, n_warned = _write_labels(handle, items, fmt, overrides, args.uncertain_as_positive, single)
+            n, n_warned = _write_labels(handle, items, fmt, overrides, args.uncertain_as_positive, args.sides,
+                                        single)
     if n_warned and not single:
         print(f"diffcxr: warning: {n_warned} of {n} reports were empty or not English "
               "(the jsonl output lists 'warnings' per report)", file=sys.stderr)
@@ -101,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_labels(handle, items: Iterable[tuple[str, str]], fmt: str, overrides, uncertain_as_positive: bool,
-                  single: bool) -> tuple[int, int]:
+                  with_sides: bool, single: bool) -> tuple[int, int]:
     """Label every ``(id, text)`` and write one CSV row or JSON line per report; returns (reports, how many warned).
+    ``with_sides``: the knowledge prompt names the side the report gives each finding.
     A report over the length limit stops the run with one error (the partial ``--out`` is never kept)."""
     from tqdm.auto import tqdm
 
@@ -118,7 +123,9 @@ def _write_labels(handle, items: Iterable[tuple[str, str]], fmt: str, overrides,
         validate_report(text, None if single else report_id, allow_empty=not single)
         result = label_report(text)
         labels = apply_overrides(result.labels, overrides) if overrides else result.labels
-        prompt = knowledge_prompt(labels, uncertain_as_positive=uncertain_as_positive)
+        sides = finding_sides(result)
+        prompt = knowledge_prompt(labels, uncertain_as_positive=uncertain_as_positive,
+                                  sides=sides if with_sides else None)
         n += 1
         if result.warnings:
             n_warned += 1
@@ -129,7 +136,7 @@ def _write_labels(handle, items: Iterable[tuple[str, str]], fmt: str, overrides,
             writer.writerow([report_id, text, *(_csv_value(labels[f]) for f in CHEXPERT_FINDINGS), prompt])
         else:
             row = {"id": report_id, "report": text, "labels": labels, "sections": result.sections,
-                   "evidence": [e.to_dict() for e in result.evidence], "sides": finding_sides(result),
+                   "evidence": [e.to_dict() for e in result.evidence], "sides": sides,
                    "knowledge_prompt": prompt}
             if result.warnings:
                 row["warnings"] = result.warnings
