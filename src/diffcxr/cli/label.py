@@ -123,7 +123,7 @@ def _write_labels(handle, items: Iterable[tuple[str, str]], fmt: str, overrides,
         validate_report(text, None if single else report_id, allow_empty=not single)
         result = label_report(text)
         labels = apply_overrides(result.labels, overrides) if overrides else result.labels
-        sides = finding_sides(result)
+        sides = finding_sides(result) if with_sides or writer is None else None  # CSV rows carry no sides
         prompt = knowledge_prompt(labels, uncertain_as_positive=uncertain_as_positive,
                                   sides=sides if with_sides else None)
         n += 1
