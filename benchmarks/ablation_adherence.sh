@@ -36,7 +36,7 @@
 # default 1; on a GPU machine try 6), THREADS (torch threads per training process, default 1 when PARALLEL > 1),
 # DIFFCXR (default `diffcxr`), PYTHON (default `python`), YARDSTICK, N / N_EVAL (phantom counts),
 # TRAIN_OVERRIDES, SWEEP_ARGS (extra arguments for both sweeps), LATERALITY (1; 0 skips step 5), N_LAT,
-# LATERALITY_ARGS (extra arguments for the laterality runs, e.g. "--n-reports 200"). Cost: one arm-seed is 1-2 h on 2 CPU cores; on one
+# LATERALITY_ARGS (extra arguments for the laterality runs, e.g. "--n-reports 200"). Cost: one arm-seed is 1.3-2.5 h on 2 CPU cores (6,000 adapter steps); on one
 # H200, PARALLEL=6 THREADS=2 trained 3 arms x 2 seeds side by side in ~270 s each (GPU ~99 % busy; the sweeps then
 # generate on the GPU, ~6 s per setting); the tuned arm is ~15 % slower and caches 1 GB of token states.
 # TRAIN_OVERRIDES="classifier.max_steps=1" skips the run's own classifier, which the ablation does not use (the
