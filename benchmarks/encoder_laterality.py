@@ -23,7 +23,11 @@ the condition carries it, e.g. to compare VLM-stage variants before training the
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cli import named_paths, one_line_errors  # noqa: E402
 
 
 def main() -> None:
@@ -38,14 +42,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = ap.parse_args()
-    try:
-        rows = measure_all(dict(map(_name_and_path, args.vlm)), args)
-    except Exception as exc:  # one line, not a traceback wall
-        from diffcxr.errors import DiffCXRError
-
-        if not isinstance(exc, (DiffCXRError, OSError, ValueError)):
-            raise
-        raise SystemExit(f"error: {exc}") from None
+    rows = one_line_errors(measure_all, named_paths(args.vlm, "--vlm", "VLM_FOLDER"), args)
     print(f"\n{rows[0]['n']} reports of {args.data} naming a finding on one side\n")
     print("| VLM stage | condition side sensitivity | knowledge side sensitivity (side-aware prompt) "
           "| side retrieval [95 % CI] | cosine margin own − swapped |")
@@ -55,13 +52,6 @@ def main() -> None:
         cell = f"{r['side_retrieval']:.3f}" + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "")
         print(f"| {r['name']} | {r['sensitivity']:.3f} | {r['knowledge_sensitivity']:.3f} | {cell} "
               f"| {r['margin']:+.4f} |")
-
-
-def _name_and_path(spec: str) -> tuple[str, str]:
-    name, _, path = spec.partition("=")
-    if not name or not path:
-        raise SystemExit(f"error: give --vlm as NAME=VLM_FOLDER, got {spec!r}")
-    return name, path
 
 
 def measure_all(folders: dict[str, str], args) -> list[dict]:

@@ -26,11 +26,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from diffcxr.evaluation.laterality import SIDED_FINDINGS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cli import named_paths, one_line_errors  # noqa: E402
 
 FINDINGS = ",".join(SIDED_FINDINGS)
 
@@ -64,25 +68,11 @@ def main() -> None:
     missing = [f"--{k}" for k in ("model", "classifier", "data", "out") if not getattr(args, k)]
     if missing:
         ap.error(f"{', '.join(missing)} required (or --seed-table)")
-    models = dict(_name_and_path(spec) for spec in args.model)
+    models = named_paths(args.model, "--model", "PIPELINE_FOLDER")
     if args.baseline and args.baseline not in models:
         raise SystemExit(f"error: --baseline {args.baseline!r} is not one of the --model names ({', '.join(models)})")
     findings = [f.strip() for f in args.findings.split(",") if f.strip()]
-    try:
-        run(models, findings, args)
-    except Exception as exc:  # one line, not a traceback wall
-        from diffcxr.errors import DiffCXRError
-
-        if not isinstance(exc, (DiffCXRError, OSError, ValueError)):
-            raise
-        raise SystemExit(f"error: {exc}") from None
-
-
-def _name_and_path(spec: str) -> tuple[str, str]:
-    name, _, path = spec.partition("=")
-    if not name or not path:
-        raise SystemExit(f"error: give --model as NAME=PIPELINE_FOLDER, got {spec!r}")
-    return name, path
+    one_line_errors(run, models, findings, args)
 
 
 def run(models: dict[str, str], findings: list[str], args) -> None:

@@ -93,6 +93,36 @@ def test_mean_pool_ablation_encoder(tmp_path):
         ReportEncoder.tiny(token_reduction="max")
 
 
+def test_report_pool_windows_cover_each_reports_own_tokens(tmp_path):
+    """token_reduction="report_pool": the 77 windows split each report's own tokens (not the padded context) as
+    adaptive average pooling of those tokens alone would; token 0 as mean pooling's; saved and loaded."""
+    from diffcxr.models.report_encoder import report_windows
+
+    weights = report_windows(torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]]), 3)
+    assert torch.equal(weights[0], torch.tensor([[1.0, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0]]))
+    assert torch.equal(weights[1], torch.tensor([[0.5, 0.5, 0, 0, 0, 0], [0, 0, 0.5, 0.5, 0, 0], [0, 0, 0, 0, 0.5, 0.5]]))
+    enc = ReportEncoder.tiny(max_length=64, seed=0, token_reduction="report_pool").eval()
+    padded = ReportEncoder.tiny(max_length=64, seed=0, token_reduction="mean_pool").eval()
+    assert isinstance(enc.squeeze, TokenMeanPool) and enc.squeeze.windows == "report"
+    tokens = enc.tokenize(REPORTS)
+    with torch.no_grad():
+        states = enc.token_states(**tokens)[:, 1:]
+        out = enc.encode(REPORTS)
+    length = int(tokens["attention_mask"][0].sum())
+    assert length < 77  # a short report: its windows hold one or two of its own tokens, never padding
+    alone = torch.nn.functional.adaptive_avg_pool1d(states[0, :length].T, 77).T
+    assert torch.allclose(out.condition_embeds[0], alone, atol=1e-5)
+    assert torch.allclose(out.global_embeds, padded.encode(REPORTS).global_embeds, atol=1e-6)  # token 0 unchanged
+    assert not torch.allclose(out.condition_embeds, padded.encode(REPORTS).condition_embeds)
+    assert torch.allclose(enc.encode(REPORTS[:1]).condition_embeds, out.condition_embeds[:1], atol=1e-5)
+    enc.save_pretrained(tmp_path / "enc")
+    loaded = ReportEncoder.from_pretrained(tmp_path / "enc")
+    assert loaded.config.token_reduction == "report_pool" and loaded.squeeze.windows == "report"
+    assert torch.equal(loaded.encode(REPORTS).condition_embeds, out.condition_embeds)
+    with pytest.raises(DiffCXRError, match="windows"):
+        TokenMeanPool(78, windows="whole")
+
+
 def test_clip_loss_properties():
     torch.manual_seed(0)
     x = torch.randn(8, 16)

@@ -25,7 +25,9 @@ __all__ = ["MODEL_CONFIG_NAMES", "TOKEN_REDUCTIONS", "SQUEEZE_INITS", "FINAL_CON
            "latent_size"]
 
 MODEL_CONFIG_NAMES = ("tiny", "cpu-mini", "paper")
-TOKEN_REDUCTIONS = ("squeeze", "mean_pool")  # report_encoder.token_reduction: the learned squeeze or the ablation
+# report_encoder.token_reduction: the learned squeeze, or parameter-free mean pooling in windows over the whole
+# context (the ablation) or over each report's own tokens (TokenMeanPool)
+TOKEN_REDUCTIONS = ("squeeze", "mean_pool", "report_pool")
 SQUEEZE_INITS = ("pooling", "random")  # report_encoder.squeeze_init: starts as mean pooling, or as released
 FINAL_CONV_INITS = ("identity", "random")  # uvit.final_conv_init: the U-ViT's last 3x3 conv starts as identity or
                                            # as PyTorch's default (U-ViT as released; seed-dependent, see UViT)

@@ -21,7 +21,8 @@ PubMedBERT when online). Saved layout (``save_pretrained``)::
     squeeze.safetensors          # TokenSqueeze weights (empty for the mean-pool ablation)
 
 ``token_reduction="mean_pool"`` replaces the learned squeeze by :class:`TokenMeanPool` (no parameters): the
-"no squeeze" ablation (docs/report-adherence.md).
+"no squeeze" ablation (docs/report-adherence.md); ``"report_pool"`` is the same with its windows over each report's
+own tokens instead of the whole padded context.
 """
 
 from __future__ import annotations
@@ -57,20 +58,41 @@ class TokenMeanPool(nn.Module):
 
     Input ``(B, 1 + L, d)`` ([CLS] + L token states) and the ``(B, L)`` attention mask. Output
     ``(B, out_tokens, d)``: token 0 is the masked mean of the L token states (the sentence embedding
-    sentence-transformers use), tokens 1.. are the L states average-pooled in ``out_tokens - 1`` windows.
+    sentence-transformers use), tokens 1.. are the states average-pooled in ``out_tokens - 1`` windows.
+
+    ``windows``: ``"padded"`` spreads the windows over all L positions, padding included (``mean_pool``: a
+    report of 77 tokens in a 256-token context fills about 23 windows of 3–4 tokens, the rest read padding);
+    ``"report"`` spreads them over each report's own tokens (``report_pool``: windows of one or two neighbouring
+    tokens for a report of up to 77 tokens, never padding; longer reports average more neighbours).
     """
 
-    def __init__(self, out_tokens: int = 78):
+    def __init__(self, out_tokens: int = 78, windows: str = "padded"):
         super().__init__()
-        self.out_tokens = out_tokens
+        if windows not in ("padded", "report"):
+            raise DiffCXRError(f"mean-pool windows must be 'padded' or 'report', got {windows!r}")
+        self.out_tokens, self.windows = out_tokens, windows
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         states = x[:, 1:]
         mask = torch.ones(states.shape[:2], device=x.device) if attention_mask is None else attention_mask
         mask = mask.to(states.dtype).unsqueeze(-1)
         sentence = (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        windows = F.adaptive_avg_pool1d(states.transpose(1, 2), self.out_tokens - 1).transpose(1, 2)
+        if self.windows == "report":
+            windows = report_windows(mask.squeeze(-1), self.out_tokens - 1) @ states
+        else:
+            windows = F.adaptive_avg_pool1d(states.transpose(1, 2), self.out_tokens - 1).transpose(1, 2)
         return torch.cat([sentence.unsqueeze(1), windows], dim=1)
+
+
+def report_windows(attention_mask: torch.Tensor, windows: int) -> torch.Tensor:
+    """Averaging weights ``(B, windows, L)`` that split each report's own tokens (the first ``mask.sum()``
+    positions of its ``(B, L)`` attention mask) into ``windows`` windows as ``adaptive_avg_pool1d`` would."""
+    lengths = attention_mask.sum(1).clamp_min(1).round().long()[:, None, None]  # (B, 1, 1)
+    j = torch.arange(windows, device=attention_mask.device)[None, :, None]  # (1, W, 1)
+    start, end = (j * lengths) // windows, -((-(j + 1) * lengths) // windows)
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)[None, None, :]
+    inside = (positions >= start) & (positions < end)
+    return inside.to(attention_mask.dtype) / (end - start).to(attention_mask.dtype)
 
 
 class TokenSqueeze(nn.Module):
@@ -197,7 +219,8 @@ class ReportEncoder(ModelMixin, ConfigMixin):
             else AutoModel.from_config(conf)
         # the token reducer (257 -> 78 tokens): the learned squeeze, or parameter-free mean pooling (ablation)
         self.squeeze = TokenSqueeze(max_length + 1, num_condition_tokens + 1, conf.hidden_size, init=squeeze_init) \
-            if token_reduction == "squeeze" else TokenMeanPool(num_condition_tokens + 1)
+            if token_reduction == "squeeze" else \
+            TokenMeanPool(num_condition_tokens + 1, windows="report" if token_reduction == "report_pool" else "padded")
         self.tokenizer = tiny_tokenizer() if text_encoder_config is None else None
 
     # -- construction ----------------------------------------------------------------------------------------
