@@ -1,7 +1,8 @@
 """How much of its report can be read back from a condition? A small trained readout, no generation.
 
-The denoiser reads the 77 condition tokens through cross-attention. :class:`ConditionReadout` reads them the same
-way, with one learned query per finding and question, and is trained on the conditions of training reports to
+The U-ViT denoiser reads the 77 condition tokens as tokens of its sequence: projected, with a learned position
+embedding, through attention. :class:`ConditionReadout` reads them the same way, with one learned attention query
+per finding and question, and is trained on the conditions of training reports to
 answer two questions about each report: is the finding present (the report's labels), and, where the report puts
 it on one side only, on which side. Scored on held-out reports, it says what a reader of that shape can get out of
 a condition: if two token reductions read the same here, the reduction is not what limits how well generated
