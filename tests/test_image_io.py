@@ -206,7 +206,11 @@ def test_undecodable_dicom_compression_names_the_fix(tmp_path):
 
 
 def _write_dicom_with_raw_value(path, keyword_value: str, raw: bytes, **tags) -> None:
-    """A DICOM whose numeric tag holds ``raw`` bytes (pydicom refuses to write invalid DS values itself)."""
+    """A DICOM whose numeric tag holds ``raw`` bytes (pydicom refuses to write invalid DS values itself).
+
+    ``keyword_value`` is a placeholder that occurs nowhere else in the file: "7E+3" cannot occur in the
+    random UIDs (digits and dots, where "7777" sometimes does) nor in pixel data below 1024 (high bytes 0-3).
+    """
     write_dicom(path, np.round(gradient() * 1000), **tags)
     data = path.read_bytes()
     assert data.count(keyword_value.encode()) == 1 and len(raw) == len(keyword_value)
@@ -216,7 +220,7 @@ def _write_dicom_with_raw_value(path, keyword_value: str, raw: bytes, **tags) ->
 @pytest.mark.parametrize("raw", [b"NaN ", b"abc ", b"inf "])
 def test_dicom_with_unusable_window_falls_back_to_full_range_with_one_warning(tmp_path, caplog, raw):
     path = tmp_path / "win.dcm"
-    _write_dicom_with_raw_value(path, "7777", raw, WindowCenter="500", WindowWidth="7777")
+    _write_dicom_with_raw_value(path, "7E+3", raw, WindowCenter="500", WindowWidth="7E+3")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # pydicom's own "invalid value" warnings are kept inside the reader
         array = read_image_array(path)
@@ -227,7 +231,7 @@ def test_dicom_with_unusable_window_falls_back_to_full_range_with_one_warning(tm
 @pytest.mark.parametrize("raw", [b"NaN ", b"abc "])
 def test_dicom_with_unusable_rescale_slope_is_an_error(tmp_path, raw):
     path = tmp_path / "slope.dcm"
-    _write_dicom_with_raw_value(path, "7777", raw, RescaleSlope="7777", RescaleIntercept="0")
+    _write_dicom_with_raw_value(path, "7E+3", raw, RescaleSlope="7E+3", RescaleIntercept="0")
     with pytest.raises(ImageReadError, match="RescaleSlope .* not a finite number"):
         read_image_array(path)
 
