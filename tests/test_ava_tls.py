@@ -45,6 +45,26 @@ def test_pooled_encoder_equals_mean_pool_encoder(tmp_path):
     assert torch.equal(loaded.encode(REPORTS).condition_embeds, a.condition_embeds)
 
 
+def test_report_pooled_encoder_equals_report_pool_encoder_until_its_gate_opens(tmp_path):
+    """squeeze_init="report_pooling" starts as token_reduction="report_pool" (windows over each report's own
+    tokens), not as mean pooling over the padded context; a non-zero gate adds the conv path; it round-trips."""
+    pooled = ReportEncoder.tiny(max_length=64, seed=0, squeeze_init="report_pooling").eval()
+    report_pool = ReportEncoder.tiny(max_length=64, seed=0, token_reduction="report_pool").eval()
+    mean = ReportEncoder.tiny(max_length=64, seed=0, token_reduction="mean_pool").eval()
+    with torch.no_grad():
+        a, b, c = pooled.encode(REPORTS), report_pool.encode(REPORTS), mean.encode(REPORTS)
+        assert torch.equal(a.condition_embeds, b.condition_embeds) and torch.equal(a.global_embeds, b.global_embeds)
+        assert not torch.allclose(a.condition_embeds, c.condition_embeds, atol=1e-3)
+        pooled.squeeze.gate.fill_(0.5)
+        opened = pooled.encode(REPORTS)
+    assert not torch.allclose(opened.condition_embeds, a.condition_embeds, atol=1e-3)
+    pooled.save_pretrained(tmp_path / "enc")
+    loaded = ReportEncoder.from_pretrained(tmp_path / "enc").eval()
+    assert loaded.config.squeeze_init == "report_pooling" and loaded.squeeze.mean_pool.windows == "report"
+    with torch.no_grad():
+        assert torch.equal(loaded.encode(REPORTS).condition_embeds, opened.condition_embeds)
+
+
 def _objective(squeeze_init: str, local_weight: float, seed: int = 0):
     encoder = ReportEncoder.tiny(max_length=64, seed=seed, squeeze_init=squeeze_init)
     encoder.text_encoder.requires_grad_(False)  # as in cpu-mini: only the squeeze and the heads train

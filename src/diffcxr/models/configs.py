@@ -28,7 +28,9 @@ MODEL_CONFIG_NAMES = ("tiny", "cpu-mini", "paper")
 # report_encoder.token_reduction: the learned squeeze, or parameter-free mean pooling in windows over the whole
 # context (the ablation) or over each report's own tokens (TokenMeanPool)
 TOKEN_REDUCTIONS = ("squeeze", "mean_pool", "report_pool")
-SQUEEZE_INITS = ("pooling", "random")  # report_encoder.squeeze_init: starts as mean pooling, or as released
+# report_encoder.squeeze_init: the squeeze starts as mean pooling (windows over the whole context), as report_pool
+# (windows over each report's own tokens), or as released (TokenSqueeze)
+SQUEEZE_INITS = ("pooling", "report_pooling", "random")
 FINAL_CONV_INITS = ("identity", "random")  # uvit.final_conv_init: the U-ViT's last 3x3 conv starts as identity or
                                            # as PyTorch's default (U-ViT as released; seed-dependent, see UViT)
 

@@ -109,6 +109,9 @@ class TokenSqueeze(nn.Module):
       ``gate``, to :class:`TokenMeanPool` of the same input (which reads ``attention_mask``). Untrained, the
       squeeze therefore equals mean pooling exactly, and training can only move it from there; once the gate
       leaves 0, every row of conv2 receives gradient.
+    - ``"report_pooling"``: the same, with the pooling path's windows over each report's own tokens
+      (``TokenMeanPool(windows="report")``, what ``token_reduction="report_pool"`` uses); the conv path keeps
+      the fixed windows above (a convolution cannot follow each report's length) behind its zero gate.
     - ``"random"``: PyTorch's default initialisation and no pooling path, as the authors released it. With the
       VLM stage's token-0 loss alone, rows 1.. of conv2 then never get a gradient (docs/report-adherence.md).
     """
@@ -122,8 +125,8 @@ class TokenSqueeze(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.conv2 = nn.Conv1d(in_tokens, out_tokens, kernel_size=3, padding=1)
         self.norm2 = nn.LayerNorm(dim)
-        if init == "pooling":
-            self.mean_pool = TokenMeanPool(out_tokens)
+        if init in ("pooling", "report_pooling"):
+            self.mean_pool = TokenMeanPool(out_tokens, windows="report" if init == "report_pooling" else "padded")
             self.gate = nn.Parameter(torch.zeros(dim))
             self._init_as_pooling()
 
@@ -142,7 +145,7 @@ class TokenSqueeze(nn.Module):
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         squeezed = F.relu(self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x))))))
-        if self.init == "pooling":
+        if self.init != "random":
             return self.mean_pool(x, attention_mask) + self.gate * squeezed
         return squeezed
 
