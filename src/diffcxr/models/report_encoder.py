@@ -5,7 +5,8 @@ context + the learned :class:`TokenSqueeze`. The [CLS] state and the 256 token s
 along the token axis to 78 tokens: token 0 is the global report vector (aligned to the image embedding of
 :class:`ImageTower` by :func:`clip_loss`), tokens 1..77 are the diffusion condition (77 × d), trained by the
 vision-aware local loss (:mod:`diffcxr.models.local_alignment`) from a squeeze that starts as mean pooling
-(``squeeze_init="pooling"``; ``"random"`` is the squeeze as released).
+(``squeeze_init="pooling"``, or ``"report_pooling"`` with the pooling windows over each report's own tokens;
+``"random"`` is the squeeze as released).
 
 Reports longer than the context keep their LAST words (the tokenizer truncates from the left; [CLS]/[SEP] are
 added after truncation), because the impression — the most informative part — comes last.
@@ -125,7 +126,7 @@ class TokenSqueeze(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.conv2 = nn.Conv1d(in_tokens, out_tokens, kernel_size=3, padding=1)
         self.norm2 = nn.LayerNorm(dim)
-        if init in ("pooling", "report_pooling"):
+        if init != "random":  # "pooling" or "report_pooling": a mean-pooling path plus the gated conv path
             self.mean_pool = TokenMeanPool(out_tokens, windows="report" if init == "report_pooling" else "padded")
             self.gate = nn.Parameter(torch.zeros(dim))
             self._init_as_pooling()
