@@ -3,14 +3,16 @@
 Each pipeline generates one image (or ``--images-per-report``) from each of the first ``--n-reports`` reports of
 ``--data``, image ``k`` of report ``i`` from the same noise in both; the yardstick classifier scores both sets, and
 the difference mAUC(A) − mAUC(B) gets a *paired* 95 % bootstrap interval (each replicate resamples reports once
-and scores both sets on them: ``diffcxr.evaluation.adherence.adherence_gain``). Settings match
-``adherence_sweep.py``'s (DPM-Solver++ 2M, 25 steps by default), so its per-pipeline mAUCs are the sweep's.
+and scores both sets on them: ``diffcxr.evaluation.adherence.adherence_gain``). Each set's FID against the real
+images of the same reports is taken on the yardstick's features. Settings match ``adherence_sweep.py``'s
+(DPM-Solver++ 2M, 25 steps by default), so its per-pipeline mAUCs and FIDs are the sweep's.
 
     python benchmarks/paired_adherence.py --model fastsqueeze=runs/abl/fastsqueeze-s1/pipeline \\
         --model meanpool=runs/abl/meanpool-s1/pipeline --classifier runs/abl/yardstick/classifier \\
         --data phantom:runs/abl/phantoms-eval --n-reports 200 --guidance 4 --adapter-scale 0 --out runs/abl/paired-s1
 
-Writes ``OUT/paired.json``; prints each mAUC and the paired difference.
+Writes ``OUT/paired.json`` (``real``: the yardstick on the real images); prints each mAUC and FID and the paired
+difference.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def main() -> None:
     import torch
 
     from diffcxr.data.sources import read_records
-    from diffcxr.evaluation.adherence import adherence_gain, generate_and_score
+    from diffcxr.evaluation.adherence import adherence_gain, generate_and_score, real_adherence
+    from diffcxr.metrics.extractors import cxr_extractor
     from diffcxr.models.cxr_classifier import load_classifier
     from diffcxr.models.diffusion import solver_scheduler
     from diffcxr.pipelines import DiffCXRPipeline
@@ -53,25 +56,33 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     records = [r for r in read_records(args.data, derive_labels=True) if r.report][: args.n_reports]
     classifier = load_classifier(args.classifier)
-    results, generated = {}, {}
+    extractor = cxr_extractor(classifier)
+    real, real_stats, results, generated = None, None, {}, {}
     for name, folder in models:
         pipe = DiffCXRPipeline.from_pretrained(folder)
         pipe.scheduler = solver_scheduler(args.solver, dict(pipe.scheduler.config))
+        if real is None:  # the real images of the same reports, at the first pipeline's size
+            real = real_adherence(records, classifier, pipe.image_size, bootstrap=args.bootstrap, seed=args.seed,
+                                  extractor=extractor)
+            real_stats = real.pop("stats")
+            print(f"real images: mAUC {real['mauc']:.3f}", flush=True)
         results[name], generated[name] = generate_and_score(
             pipe, records, classifier, images_per_report=args.images_per_report, num_inference_steps=args.steps,
             guidance_scale=args.guidance, adapter_scale=args.adapter_scale, seed=args.seed, bootstrap=args.bootstrap,
-            progress=True)
+            progress=True, extractor=extractor, real_stats=real_stats)
         ci = results[name].get("interval")
         print(f"{name}: mAUC {results[name]['mauc']:.3f}"
-              + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else ""), flush=True)
+              + (f" [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "") + f", FID {results[name]['fid']:.2f}",
+              flush=True)
     (a, _), (b, _) = models
     gain = adherence_gain(generated[a], generated[b], classifier, bootstrap=args.bootstrap, seed=args.seed)
     ci = gain.get("interval")
     print(f"{a} - {b} (paired): {gain['delta']:+.3f}" + (f" [{ci['low']:+.3f}, {ci['high']:+.3f}]" if ci else ""))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "paired.json").write_text(json.dumps({"models": dict(models), "results": results, "difference": gain,
-                                                 "args": vars(args)}, indent=2, default=str), encoding="utf-8")
+    (out / "paired.json").write_text(json.dumps({"models": dict(models), "real": real, "results": results,
+                                                 "difference": gain, "args": vars(args)}, indent=2, default=str),
+                                     encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""benchmarks/paired_adherence.py: two pipelines on the same reports and noise, a paired mAUC difference."""
+"""benchmarks/paired_adherence.py: two pipelines on the same reports and noise, a paired mAUC difference, each FID."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def test_one_pipeline_against_itself_differs_by_exactly_zero(tmp_path, monkeypat
     result = json.loads((tmp_path / "out" / "paired.json").read_text())
     a, b = result["results"]["a"], result["results"]["b"]
     assert a["mauc"] == b["mauc"] and a["n_reports"] == 8  # the same images: noise seeded per report
+    assert a["fid"] == b["fid"] and a["fid"] >= 0  # FID on the yardstick's features, against the real images
+    assert 0 <= result["real"]["mauc"] <= 1 and result["real"]["n_images"] == 8 and "stats" not in result["real"]
     assert result["difference"]["delta"] == 0
     assert result["difference"]["interval"]["low"] == result["difference"]["interval"]["high"] == 0
     assert "a - b (paired): +0.000 [+0.000, +0.000]" in capsys.readouterr().out
