@@ -11,6 +11,13 @@ images of the same reports is taken on the yardstick's features. Settings match 
         --model meanpool=runs/abl/meanpool-s1/pipeline --classifier runs/abl/yardstick/classifier \\
         --data phantom:runs/abl/phantoms-eval --n-reports 200 --guidance 4 --adapter-scale 0 --out runs/abl/paired-s1
 
+``--guidance`` and ``--adapter-scale`` take one value for both pipelines or two, one per ``--model``: the same
+pipeline twice at adapter scales 2 and 0 gives what its knowledge adapter adds, paired.
+
+    python benchmarks/paired_adherence.py --model adapter=runs/cpu-mini/pipeline \\
+        --model no-adapter=runs/cpu-mini/pipeline --adapter-scale 2,0 --classifier runs/yardstick/classifier \\
+        --data phantom:runs/phantoms-eval --out runs/paired-adapter
+
 Writes ``OUT/paired.json`` (``real``: the yardstick on the real images); prints each mAUC and FID and the paired
 difference.
 """
@@ -32,8 +39,8 @@ def main() -> None:
     ap.add_argument("--images-per-report", type=int, default=1)
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--solver", default="dpm++2m")
-    ap.add_argument("--guidance", type=float, default=None, help="default: each pipeline's own")
-    ap.add_argument("--adapter-scale", type=float, default=None, help="default: each pipeline's own")
+    ap.add_argument("--guidance", default=None, help="W or W_A,W_B (default: each pipeline's own)")
+    ap.add_argument("--adapter-scale", default=None, help="S or S_A,S_B (default: each pipeline's own)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
@@ -42,6 +49,10 @@ def main() -> None:
     models = [spec.split("=", 1) for spec in args.model]
     if len(models) != 2 or any(len(m) != 2 or not all(m) for m in models):
         raise SystemExit("paired_adherence.py: give exactly two --model NAME=PIPELINE")
+    if models[0][0] == models[1][0]:
+        raise SystemExit(f"paired_adherence.py: the two --model names must differ (both are {models[0][0]!r})")
+    guidance = _per_model(args.guidance, "--guidance")
+    adapter_scale = _per_model(args.adapter_scale, "--adapter-scale")
 
     import torch
 
@@ -58,7 +69,7 @@ def main() -> None:
     classifier = load_classifier(args.classifier)
     extractor = cxr_extractor(classifier)
     real, real_stats, results, generated = None, None, {}, {}
-    for name, folder in models:
+    for (name, folder), w, scale in zip(models, guidance, adapter_scale):
         pipe = DiffCXRPipeline.from_pretrained(folder)
         pipe.scheduler = solver_scheduler(args.solver, dict(pipe.scheduler.config))
         if real is None:  # the real images of the same reports, at the first pipeline's size
@@ -68,7 +79,7 @@ def main() -> None:
             print(f"real images: mAUC {real['mauc']:.3f}", flush=True)
         results[name], generated[name] = generate_and_score(
             pipe, records, classifier, images_per_report=args.images_per_report, num_inference_steps=args.steps,
-            guidance_scale=args.guidance, adapter_scale=args.adapter_scale, seed=args.seed, bootstrap=args.bootstrap,
+            guidance_scale=w, adapter_scale=scale, seed=args.seed, bootstrap=args.bootstrap,
             progress=True, extractor=extractor, real_stats=real_stats)
         ci = results[name].get("interval")
         print(f"{name}: mAUC {results[name]['mauc']:.3f}"
@@ -83,6 +94,20 @@ def main() -> None:
     (out / "paired.json").write_text(json.dumps({"models": dict(models), "real": real, "results": results,
                                                  "difference": gain, "args": vars(args)}, indent=2, default=str),
                                      encoding="utf-8")
+
+
+def _per_model(text: str | None, flag: str) -> list[float | None]:
+    """``"4"`` → [4.0, 4.0], ``"2,0"`` → [2.0, 0.0], None → [None, None] (each pipeline's own)."""
+    if text is None:
+        return [None, None]
+    try:
+        values = [float(v) for v in str(text).split(",")]
+    except ValueError:
+        raise SystemExit(f"paired_adherence.py: {flag} takes one number or two separated by a comma, not {text!r}") \
+            from None
+    if len(values) not in (1, 2):
+        raise SystemExit(f"paired_adherence.py: {flag} takes one value for both models or two, not {len(values)}")
+    return values * 2 if len(values) == 1 else values
 
 
 if __name__ == "__main__":

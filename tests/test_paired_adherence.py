@@ -31,3 +31,28 @@ def test_one_pipeline_against_itself_differs_by_exactly_zero(tmp_path, monkeypat
     monkeypatch.setattr(sys, "argv", args[:3] + args[5:])  # one --model
     with pytest.raises(SystemExit, match="exactly two"):
         bench.main()
+
+
+@pytest.mark.slow
+def test_one_pipeline_at_two_adapter_scales_is_paired_per_model(tmp_path, monkeypatch):
+    phantoms, classifier = tiny_yardstick(tmp_path, 12)
+    base = ["paired_adherence.py", "--classifier", str(classifier), "--data", f"phantom:{phantoms}",
+            "--n-reports", "8", "--steps", "2", "--bootstrap", "0"]
+    bench = load_benchmark("paired_adherence")
+    monkeypatch.setattr(sys, "argv", base + ["--guidance", "2", "--model", f"on={FIXTURE}", "--model", f"off={FIXTURE}",
+                                             "--adapter-scale", "3,0", "--out", str(tmp_path / "out")])
+    bench.main()
+    result = json.loads((tmp_path / "out" / "paired.json").read_text())
+    on, off = result["results"]["on"]["settings"], result["results"]["off"]["settings"]
+    assert (on["adapter_scale"], off["adapter_scale"]) == (3.0, 0.0)
+    assert on["guidance_scale"] == off["guidance_scale"] == 2.0  # one value: both models
+    # a different adapter scale gives different images, so the two FIDs differ
+    assert result["results"]["on"]["fid"] != result["results"]["off"]["fid"]
+    for extra, message in ((["--model", f"a={FIXTURE}", "--model", f"a={FIXTURE}"], "must differ"),
+                           (["--model", f"a={FIXTURE}", "--model", f"b={FIXTURE}", "--adapter-scale", "1,2,3"],
+                            "one value for both models or two"),
+                           (["--model", f"a={FIXTURE}", "--model", f"b={FIXTURE}", "--guidance", "high"],
+                            "one number or two")):
+        monkeypatch.setattr(sys, "argv", base + extra + ["--out", str(tmp_path / "bad")])
+        with pytest.raises(SystemExit, match=message):
+            bench.main()
