@@ -103,8 +103,8 @@ def _per_model(text: str | None, flag: str) -> list[float | None]:
     try:
         values = [float(v) for v in str(text).split(",")]
     except ValueError:
-        raise SystemExit(f"paired_adherence.py: {flag} takes one number or two separated by a comma, not {text!r}") \
-            from None
+        message = f"paired_adherence.py: {flag} takes one number or two separated by a comma, not {text!r}"
+        raise SystemExit(message) from None
     if len(values) not in (1, 2):
         raise SystemExit(f"paired_adherence.py: {flag} takes one value for both models or two, not {len(values)}")
     return values * 2 if len(values) == 1 else values
