@@ -68,15 +68,19 @@ def main() -> None:
     records = [r for r in read_records(args.data, derive_labels=True) if r.report][: args.n_reports]
     classifier = load_classifier(args.classifier)
     extractor = cxr_extractor(classifier)
-    real, real_stats, results, generated = None, None, {}, {}
+    pipes = {}  # folder -> pipeline: one pipeline given twice (e.g. at two adapter scales) is loaded once
+    for _, folder in models:
+        if folder not in pipes:
+            pipes[folder] = DiffCXRPipeline.from_pretrained(folder)
+            pipes[folder].scheduler = solver_scheduler(args.solver, dict(pipes[folder].scheduler.config))
+    # the real images of the same reports, at the first pipeline's size
+    real = real_adherence(records, classifier, pipes[models[0][1]].image_size, bootstrap=args.bootstrap,
+                          seed=args.seed, extractor=extractor)
+    real_stats = real.pop("stats")
+    print(f"real images: mAUC {real['mauc']:.3f}", flush=True)
+    results, generated = {}, {}
     for (name, folder), w, scale in zip(models, guidance, adapter_scale):
-        pipe = DiffCXRPipeline.from_pretrained(folder)
-        pipe.scheduler = solver_scheduler(args.solver, dict(pipe.scheduler.config))
-        if real is None:  # the real images of the same reports, at the first pipeline's size
-            real = real_adherence(records, classifier, pipe.image_size, bootstrap=args.bootstrap, seed=args.seed,
-                                  extractor=extractor)
-            real_stats = real.pop("stats")
-            print(f"real images: mAUC {real['mauc']:.3f}", flush=True)
+        pipe = pipes[folder]
         results[name], generated[name] = generate_and_score(
             pipe, records, classifier, images_per_report=args.images_per_report, num_inference_steps=args.steps,
             guidance_scale=w, adapter_scale=scale, seed=args.seed, bootstrap=args.bootstrap,
