@@ -48,6 +48,18 @@ def test_one_pipeline_at_two_adapter_scales_is_paired_per_model(tmp_path, monkey
     assert on["guidance_scale"] == off["guidance_scale"] == 2.0  # one value: both models
     # a different adapter scale gives different images, so the two FIDs differ
     assert result["results"]["on"]["fid"] != result["results"]["off"]["fid"]
+    # the sweep at the same settings scores the same images: its mAUC and FID are the paired run's, per scale
+    sweep_args = ["adherence_sweep.py", "--model", str(FIXTURE), "--classifier", str(classifier), "--data",
+                  f"phantom:{phantoms}", "--n-reports", "8", "--images-per-report", "1", "--steps", "2",
+                  "--guidance", "2", "--adapter-scale", "3,0", "--bootstrap", "0", "--out", str(tmp_path / "sweep")]
+    monkeypatch.setattr(sys, "argv", sweep_args)
+    load_benchmark("adherence_sweep").main()
+    sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert sweep["real"]["mauc"] == pytest.approx(result["real"]["mauc"], abs=1e-12)
+    for row in sweep["rows"]:
+        name = {3.0: "on", 0.0: "off"}[row["settings"]["adapter_scale"]]
+        assert row["mauc"] == pytest.approx(result["results"][name]["mauc"], abs=1e-12)
+        assert row["fid"] == pytest.approx(result["results"][name]["fid"], rel=1e-6)
     for extra, message in ((["--model", f"a={FIXTURE}", "--model", f"a={FIXTURE}"], "must differ"),
                            (["--model", f"a={FIXTURE}", "--model", f"b={FIXTURE}", "--adapter-scale", "1,2,3"],
                             "one value for both models or two"),
