@@ -5,7 +5,8 @@ Each pipeline generates one image (or ``--images-per-report``) from each of the 
 the difference mAUC(A) − mAUC(B) gets a *paired* 95 % bootstrap interval (each replicate resamples reports once
 and scores both sets on them: ``diffcxr.evaluation.adherence.adherence_gain``). Each set's FID against the real
 images of the same reports is taken on the yardstick's features. Settings match ``adherence_sweep.py``'s
-(DPM-Solver++ 2M, 25 steps by default), so its per-pipeline mAUCs and FIDs are the sweep's.
+(DPM-Solver++ 2M, 25 steps by default), so its per-pipeline mAUCs and FIDs are the sweep's
+(tests/test_paired_adherence.py checks they are equal).
 
     python benchmarks/paired_adherence.py --model fastsqueeze=runs/abl/fastsqueeze-s1/pipeline \\
         --model meanpool=runs/abl/meanpool-s1/pipeline --classifier runs/abl/yardstick/classifier \\
