@@ -56,6 +56,7 @@ def test_one_pipeline_at_two_adapter_scales_is_paired_per_model(tmp_path, monkey
     load_benchmark("adherence_sweep").main()
     sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert sweep["real"]["mauc"] == pytest.approx(result["real"]["mauc"], abs=1e-12)
+    assert sorted(row["settings"]["adapter_scale"] for row in sweep["rows"]) == [0.0, 3.0]
     for row in sweep["rows"]:
         name = {3.0: "on", 0.0: "off"}[row["settings"]["adapter_scale"]]
         assert row["mauc"] == pytest.approx(result["results"][name]["mauc"], abs=1e-12)
