@@ -181,9 +181,16 @@ def test_page_in_a_real_browser(served_app, browser, tmp_path):
     knowledge prompt and the downloads; the screenshot is what docs/app.md shows."""
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     page.goto(served_app, wait_until="domcontentloaded")
+    from playwright.sync_api import expect
+
     page.locator("#report textarea").fill(REPORT)
+    # wait until the report is read: its highlighted findings grow the page above the overrides, so a click while
+    # they arrive may miss the radio (once, on loaded cores, the check below did not take)
+    expect(page.locator("#knowledge-prompt textarea")).to_have_value("There is pleural effusion.", timeout=60_000)
     page.get_by_text("Override findings").click()
-    page.locator("#override-cardiomegaly").get_by_label("present").check()
+    present = page.locator("#override-cardiomegaly").get_by_label("present")
+    present.check()
+    expect(present).to_be_checked()
     for elem_id, value in (("n-images", "3"), ("steps", "2")):
         box = page.locator(f"#{elem_id} input[type=number]")
         box.fill(value)
