@@ -179,10 +179,10 @@ def browser():
 def test_page_in_a_real_browser(served_app, browser, tmp_path):
     """Type a report, override a finding, generate, and check the gallery, the highlighted findings, the
     knowledge prompt and the downloads; the screenshot is what docs/app.md shows."""
+    from playwright.sync_api import expect  # optional: installed with the test extras
+
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     page.goto(served_app, wait_until="domcontentloaded")
-    from playwright.sync_api import expect
-
     page.locator("#report textarea").fill(REPORT)
     # wait until the report is read: its highlighted findings grow the page above the overrides, so a click while
     # they arrive may miss the radio (once, on loaded cores, the check below did not take)
