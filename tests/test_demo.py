@@ -150,3 +150,23 @@ def test_showcase_prefers_a_normal_report_and_clear_single_findings():
                record("normal", ["No Finding"]), record("heart", ["Cardiomegaly"], "cardiomegaly||moderate|")]
     chosen = [r.id for r in showcase_records(records, n=4)]
     assert chosen == ["normal", "large-effusion", "heart"]  # no pneumothorax record: that row is left out
+
+
+@pytest.mark.slow
+def test_resuming_a_demo_trained_with_other_model_settings_says_which_set_resumes_it(tmp_path, capsys):
+    """A demo interrupted before a default changed (here the knowledge prompt) is one error line naming the
+    ``--set`` that resumes it as it was trained; with it the demo finishes."""
+    out = tmp_path / "demo"
+    args = ["demo", "-c", "tiny", "--n", "24", "--size", "32", "--reports", "1", "--images-per-report", "1",
+            "--steps", "1", "--eval-reports", "0", "--out", str(out), "--set", "mixed_precision=no"]
+    for stage in ("vae", "vlm", "base", "adapter", "classifier"):
+        args += ["--set", f"{stage}.max_steps=1"]
+    assert main([*args, "--set", "model.adapter.knowledge_sides=true"]) == 0
+    (out / "model" / "adapter" / "COMPLETE.json").unlink()  # as if stopped inside the adapter stage
+    capsys.readouterr()
+    assert main([*args, "--resume"]) != 0
+    err = capsys.readouterr().err
+    assert "resume it as it was trained with --set model.adapter.knowledge_sides=true" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main([*args, "--resume", "--set", "model.adapter.knowledge_sides=true"]) == 0
+    assert (out / "model" / "adapter" / "COMPLETE.json").is_file()

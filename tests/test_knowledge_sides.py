@@ -132,3 +132,11 @@ def test_cpu_mini_and_its_ablation_presets_read_the_side_aware_prompt(preset, si
     from diffcxr.models.configs import load_model_config
 
     assert load_model_config(preset)["adapter"]["knowledge_sides"] is sides
+
+
+def test_the_demo_reads_the_side_aware_prompt_as_cpu_mini_does():
+    """``diffcxr demo`` trains the recipe ``cpu-mini`` ships, side-aware prompt included (its model is inline)."""
+    from diffcxr.models.configs import load_model_config
+    from diffcxr.training.config import load_run_config
+
+    assert load_model_config(load_run_config("demo", []).model)["adapter"]["knowledge_sides"] is True

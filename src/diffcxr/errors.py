@@ -14,6 +14,15 @@ class ImageReadError(DiffCXRError):
     """An image file is missing, corrupt, truncated or in an unsupported encoding."""
 
 
+class ResumeConfigError(DiffCXRError):
+    """``--resume`` of a run trained with another model config. ``overrides`` holds the ``model.KEY=VALUE``
+    settings that give the run's own config back (empty when no few overrides can)."""
+
+    def __init__(self, message: str, overrides: list[str] | None = None):
+        super().__init__(message)
+        self.overrides = list(overrides or [])
+
+
 class DatasetError(DiffCXRError):
     """A dataset spec, folder or manifest is missing or malformed."""
 

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from diffcxr.errors import DiffCXRError
+    from diffcxr.errors import DiffCXRError, ResumeConfigError
 
     out = Path(args.out)
     times: dict[str, float] = {}
@@ -76,8 +76,15 @@ def run(args: argparse.Namespace) -> int:
     # 2. train every stage + export the pipeline --------------------------------------------------------------------------
     model_dir = out / "model"
     t0 = time.perf_counter()
-    train("all", cfg, f"phantom:{phantoms}", model_dir, resume=args.resume,
-          mixed_precision="no" if args.no_mixed_precision else None)
+    try:
+        train("all", cfg, f"phantom:{phantoms}", model_dir, resume=args.resume,
+              mixed_precision="no" if args.no_mixed_precision else None)
+    except ResumeConfigError as error:  # a demo from before a default changed: say how to resume it here
+        if not error.overrides:
+            raise
+        raise DiffCXRError(f"--resume: the demo in {out} was trained with other model settings than this command's; "
+                           f"resume it as it was trained with {' '.join('--set ' + o for o in error.overrides)}, "
+                           f"or choose another --out") from None
     times["training_s"] = time.perf_counter() - t0
     for stage in ("vae", "vlm", "base", "adapter", "classifier"):
         rows = _log(model_dir / stage / "log.csv")

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffcxr.errors import DiffCXRError
+from diffcxr.errors import DiffCXRError, ResumeConfigError
 from diffcxr.training.checkpoint import Checkpointer, TrainState, write_json
 from diffcxr.training.data_order import mix_seeds, rank_batches
 from diffcxr.training.precision import bf16_supported, resolve_mixed_precision
@@ -126,9 +126,9 @@ class Session:
             overrides = _resume_overrides(saved, differ)
             how = (f"add {' '.join(overrides)} to resume it as it was trained" if overrides
                    else "resume with the run's own model config")
-            raise DiffCXRError(
+            raise ResumeConfigError(
                 f"--resume: {self.out_dir} was trained with model {saved.get('name', '?')!r}, this command asks for "
-                f"{now.get('name', '?')!r} (differs in {shown}); {how}, or start a new --output-dir")
+                f"{now.get('name', '?')!r} (differs in {shown}); {how}, or start a new --output-dir", overrides)
 
     # -- building blocks ---------------------------------------------------------------------------------------
     # -- provenance and data -------------------------------------------------------------------------------------
