@@ -16,7 +16,7 @@ class ImageReadError(DiffCXRError):
 
 class ResumeConfigError(DiffCXRError):
     """``--resume`` of a run trained with another model config. ``overrides`` holds the ``model.KEY=VALUE``
-    settings that give the run's own config back (empty when no few overrides can)."""
+    settings that give the run's own config back (empty when a few overrides cannot)."""
 
     def __init__(self, message: str, overrides: list[str] | None = None):
         super().__init__(message)
