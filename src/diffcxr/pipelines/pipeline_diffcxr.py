@@ -1,7 +1,8 @@
 """``DiffCXRPipeline``: radiology report → chest X-ray.
 
 Steps of ``pipe(report)``: label the report with the rule-based knowledge labeler (``diffcxr.knowledge``) →
-canonical knowledge prompt ("There is pleural effusion.") — or the user's label overrides → encode report and
+canonical knowledge prompt ("There is pleural effusion.", or "There is right pleural effusion." for an adapter
+trained with ``knowledge_sides``) — or the user's label overrides → encode report and
 knowledge with the frozen report encoder (77 tokens each) → classifier-free-guided denoising of VAE latents with
 the U-ViT (+ the disease-knowledge adapter) and DPM-Solver++ (any diffusers scheduler can be swapped in) → VAE
 decode → grayscale images.
@@ -65,10 +66,11 @@ class DiffCXRPipeline(DiffusionPipeline):
 
     Example::
 
-        pipe = DiffCXRPipeline.from_pretrained("path/to/model")             # torch_dtype=torch.bfloat16 for bf16
+        pipe = DiffCXRPipeline.from_pretrained("path/to/model")             # dtype=torch.bfloat16 for bf16
         out = pipe("Moderate right pleural effusion.", num_images_per_prompt=4,
                    generator=torch.Generator().manual_seed(0))
-        out.images[0].save("cxr.png"); out.knowledge_prompts[0]  # 'There is pleural effusion.'
+        out.images[0].save("cxr.png")
+        out.knowledge_prompts[0]  # 'There is right pleural effusion.' (side-aware adapter)
     """
 
     model_cpu_offload_seq = "report_encoder->knowledge_adapter->denoiser->vae"

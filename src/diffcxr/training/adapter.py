@@ -4,7 +4,8 @@ The base (``<out>/base/uvit``) is loaded and frozen; ``DiseaseKnowledgeAdapter.f
 (zero-initialised residual projections, so training starts exactly at the base model). Only the adapter
 trains, with the base recipe: ε-MSE, same β schedule, AdamW, warm-up then constant, EMA, and condition dropout
 replacing the report AND the knowledge tokens together by the empty-prompt embedding. The knowledge tokens
-encode the canonical prompt ("There is pleural effusion.") made from the record's labels. Saves the EMA
+encode the canonical prompt ("There is pleural effusion.", "There is right pleural effusion." with
+``model.adapter.knowledge_sides``) made from the record's labels. Saves the EMA
 weights to ``<out>/adapter/adapter``.
 """
 
