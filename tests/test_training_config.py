@@ -143,3 +143,14 @@ def test_keys_nothing_reads_are_rejected(override):
     """Keys that no code reads were removed: setting one is an error, not a silent no-op."""
     with pytest.raises(DiffCXRError, match="unknown key"):
         load_run_config("tiny", [override])
+
+
+def test_an_override_mistake_is_named_as_the_overrides_not_the_file(tmp_path):
+    with pytest.raises(DiffCXRError, match=r"cpu-mini\.yaml \+ overrides: unknown key 'max_stepz' in section 'base'"):
+        load_run_config("cpu-mini", ["seed=3", "base.max_stepz=3"])
+    with pytest.raises(DiffCXRError, match=r"tiny\.yaml \+ overrides: base\.lr must be > 0"):
+        load_run_config("tiny", ["base.lr=0"])
+    path = tmp_path / "my.yaml"  # a mistake in the file itself stays the file's, overrides or not
+    path.write_text("model: tiny\nvae:\n  max_stepz: 3\n")
+    with pytest.raises(DiffCXRError, match=r"my\.yaml: unknown key 'max_stepz' in section 'vae'"):
+        load_run_config(path, ["seed=1"])

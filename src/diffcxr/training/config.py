@@ -320,11 +320,26 @@ def load_run_config(name_or_path: str | os.PathLike | dict, overrides: list[str]
                                f"{', '.join(config_names('train'))} or a YAML file)")
         raw = read_yaml_mapping(path, "training config")
         where, source = f"training config {path}", str(path.resolve())
-    raw = _apply_run_overrides(_deepcopy(raw), overrides, where, source)
-    cfg = build_dataclass(RunConfig, raw, "", where, hidden=("source",), check=_check)
+    merged = _apply_run_overrides(_deepcopy(raw), overrides, where, source)
+    try:
+        cfg = build_dataclass(RunConfig, merged, "", where, hidden=("source",), check=_check)
+    except DiffCXRError:
+        if not overrides or not _builds(raw, where):
+            raise
+        # the file alone is valid, so an override is to blame: say so in the error
+        cfg = build_dataclass(RunConfig, merged, "", f"{where} + overrides", hidden=("source",), check=_check)
     cfg.source = source
     cfg.model_config()  # validate the referenced model config now, not after an hour of VAE training
     return cfg
+
+
+def _builds(raw: dict, where: str) -> bool:
+    """Whether a raw run config (before overrides) validates."""
+    try:
+        build_dataclass(RunConfig, _deepcopy(raw), "", where, hidden=("source",), check=_check)
+    except DiffCXRError:
+        return False
+    return True
 
 
 def _deepcopy(d):
