@@ -103,7 +103,7 @@ def test_model_key_overrides_reach_a_named_or_file_model_config(tmp_path):
     assert load_run_config(tmp_path / "run.yaml", ["model.uvit.depth=3"]).model_config()["uvit"]["depth"] == 3
     with pytest.raises(DiffCXRError, match="final_conv_init"):
         load_run_config("cpu-mini", ["model.uvit.final_conv_init=bogus"])
-    with pytest.raises(DiffCXRError, match="nonsense"):
+    with pytest.raises(DiffCXRError, match=r"unknown key 'uvit\.nonsense' in model config 'cpu-mini' \(allowed: "):
         load_run_config("cpu-mini", ["model.uvit.nonsense=1"])
 
 

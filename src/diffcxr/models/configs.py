@@ -59,7 +59,8 @@ def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
     Returns a new dict with every section filled with defaults for absent keys.
     """
     if isinstance(name_or_path, dict):
-        raw, where = copy.deepcopy(name_or_path), "<dict>"
+        raw = copy.deepcopy(name_or_path)
+        where = repr(raw["name"]) if isinstance(raw.get("name"), str) else "<dict>"  # a named config, as a mapping
     else:
         path = named_config("model", str(name_or_path)) or Path(name_or_path)
         if not path.is_file():
@@ -88,7 +89,7 @@ def load_model_config(name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
         for key in given:
             if key not in defaults:
                 raise DiffCXRError(
-                    f"unknown key {section}.{key!r} in model config {where} (allowed: {', '.join(defaults)})"
+                    f"unknown key {f'{section}.{key}'!r} in model config {where} (allowed: {', '.join(defaults)})"
                 )
         cfg[section] = {**copy.deepcopy(defaults), **given}
         for key, value in given.items():
