@@ -16,7 +16,8 @@
 #      the default arm runs): 1,500 phantoms (seed 2) give the first 100 reports that name a finding on one side,
 #      each drawn as written and side-swapped; skip with LATERALITY=0
 #   6. mean +- SD over seeds per arm (adherence_sweep.py --seed-table), each ablation against the default
-#      (--baseline: difference of means in units of the larger SD), then the laterality seed table
+#      (--baseline: difference of means in units of the larger SD) and, per seed, paired run for run
+#      (adherence_sweep.py --paired: a paired bootstrap interval from the sweeps' saved scores), then the laterality seed table
 #      (laterality_adherence.py --seed-table: flip rate per arm, paired arm - default), written to OUT/table.md
 #
 # Arms (ARMS, default all four):
@@ -160,6 +161,11 @@ sweeps() {  # sweeps ARM: the --seed-table arguments of one arm
       echo; echo "#### default against $arm"
       $python "$here/adherence_sweep.py" --seed-table "${default_sweeps[@]}" --baseline "${arm_sweeps[@]}" \
         | sed -n '/against the baseline/,$p'
+      for seed in "${seeds[@]}"; do  # per seed, paired on the same reports and noise (the sweeps' saved scores)
+        echo; echo "#### default − $arm, seed $seed, paired run for run"; echo
+        $python "$here/adherence_sweep.py" --paired "$out/sweep-default-s$seed/sweep.json" \
+          "$out/sweep-$arm-s$seed/sweep.json" | sed -n '/^|/p'
+      done
     fi
   done
   if [[ $laterality == 1 ]]; then

@@ -19,6 +19,12 @@ ablation) adds that arm's mean ± SD per common setting and the difference in un
 ``--per-finding W,ADAPTER`` adds each finding's AUC at that setting: real images, the arm over seeds, what
 generation loses, and the paired difference to the baseline arm.
 
+Every sweep also saves the yardsticks' scores of each generated image (``OUT/scores.npz``), so two sweeps of the
+same reports, noise and yardstick (two arms of one training seed) give a *paired* difference without
+generating again: ``--paired A/sweep.json B/sweep.json`` prints, for every setting both swept, mAUC(A) − mAUC(B)
+with a paired bootstrap interval over reports (the numbers ``paired_adherence.py`` gives for the same pipelines
+and settings).
+
     .venv/bin/python benchmarks/adherence_sweep.py --model runs/demo/model/pipeline \\
         --classifier runs/demo/model/classifier --data phantom:runs/demo/phantoms-eval --out runs/sweep-demo
     .venv/bin/python benchmarks/adherence_sweep.py ... --guidance 2 --adapter-scale 1 \\
@@ -28,6 +34,8 @@ generation loses, and the paired difference to the baseline arm.
     .venv/bin/python benchmarks/adherence_sweep.py --seed-table s1=runs/sweep-s1/sweep.json,runs/sweep-s1-off/sweep.json \
         s2=runs/sweep-s2/sweep.json,runs/sweep-s2-off/sweep.json [--yardstick 1] [--baseline s1=... s2=...] \
         [--per-finding 4,2]
+    .venv/bin/python benchmarks/adherence_sweep.py --paired runs/sweep-default-s1/sweep.json \
+        runs/sweep-meanpool-s1/sweep.json [--yardstick 1]
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+import numpy as np
 
 from diffcxr.metrics.seeds import mean_sd, mean_sd_text
 
@@ -75,11 +85,17 @@ def main() -> None:
     ap.add_argument("--per-finding", metavar="W,ADAPTER",
                     help="with --seed-table: also each finding's AUC at this guidance and adapter scale (e.g. 4,2): "
                          "real images, mean ± SD over seeds, and the baseline arm's")
+    ap.add_argument("--paired", nargs=2, metavar="SWEEP.json",
+                    help="two sweeps of the same reports, noise and yardstick (e.g. two arms of one training seed): "
+                         "their paired mAUC difference per common setting, from the saved scores (no generation)")
     ap.add_argument("--yardstick", type=int, default=0,
-                    help="with --seed-table: which classifier of the sweeps' --classifier list (default 0, the first)")
+                    help="with --seed-table or --paired: which classifier of the sweeps' --classifier list "
+                         "(default 0, the first)")
     args = ap.parse_args()
     if args.seed_table:
         return seed_table(args.seed_table, args.yardstick, args.baseline, args.per_finding)
+    if args.paired:
+        return paired(*args.paired, yardstick=args.yardstick)
     if not args.out:
         ap.error("--out is required (except with --seed-table)")
     if args.merge:
@@ -122,6 +138,7 @@ def main() -> None:
         judges[folder] = (classifier, extractor, real, real.pop("stats"))
     real = next(iter(judges.values()))[2]  # the first classifier's: the table's and the plot's
     yardsticks = {folder: {"real": j[2], "rows": []} for folder, j in judges.items()}
+    scores = {folder: [] for folder in judges}  # per yardstick, each row's image scores (N, 14)
     rows = []
     steps_list = [int(v) for v in _floats(args.steps)]
     solvers = [v.strip() for v in args.solvers.split(",") if v.strip()]
@@ -146,7 +163,9 @@ def main() -> None:
                     cells = []
                     for folder, (classifier, extractor, _, real_stats) in judges.items():
                         r = score_adherence(images, labels, groups, classifier, bootstrap=args.bootstrap,
-                                            seed=args.seed, extractor=extractor, real_stats=real_stats)
+                                            seed=args.seed, extractor=extractor, real_stats=real_stats,
+                                            return_scores=True)
+                        scores[folder].append(r.pop("scores"))
                         r.update(n_reports=len(records), images_per_report=args.images_per_report,
                                  settings=settings, seconds=time.perf_counter() - t0)
                         yardsticks[folder]["rows"].append(r)
@@ -161,6 +180,9 @@ def main() -> None:
     args.model = str(Path(args.model).resolve())
     summary = {"real": real, "rows": rows, "yardsticks": yardsticks, "args": vars(args)}
     (out / "sweep.json").write_text(json.dumps(summary, indent=2))
+    # scores_K: (rows, images, 14) of yardstick K in --classifier order, rows in sweep.json's order
+    np.savez_compressed(out / "scores.npz", labels=labels, groups=np.asarray(groups),
+                        **{f"scores_{k}": np.stack(per_row) for k, per_row in enumerate(scores.values())})
     title = f"{args.model}: {len(records)} reports"
     if len(solvers) > 1 or len(steps_list) > 1:
         _plot_steps(rows, real, out / "sweep.png", title)
@@ -182,6 +204,62 @@ def merge(paths: list[str], out: Path) -> None:
     (out / "sweep.json").write_text(json.dumps({"real": real, "rows": rows, "merged": paths}, indent=2))
     _plot(rows, real, out / "sweep.png", f"{Path(sweeps[0]['args']['model']).name}: {len(paths)} sweeps merged")
     print(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'} ({len(rows)} rows)")
+
+
+def _sweep_scores(path: str, yardstick: int) -> tuple[dict, dict]:
+    """A sweep's ``sweep.json`` and its ``scores.npz`` (``labels``, ``groups``, ``scores``: yardstick
+    ``yardstick``'s (rows, images, 14)); one-line errors for what cannot be paired."""
+    try:
+        sweep = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: cannot read the sweep {path} ({exc.__class__.__name__}: {exc})") from None
+    saved = Path(path).parent / "scores.npz"
+    if not saved.is_file():
+        raise SystemExit(f"error: {path} has no scores.npz beside it (merged sweeps and sweeps from before "
+                         f"2026-12-07 did not save image scores): run the sweep again to pair it")
+    with np.load(saved) as npz:
+        if f"scores_{yardstick}" not in npz:
+            raise SystemExit(f"error: {saved} has no scores of yardstick {yardstick}")
+        arrays = {"labels": npz["labels"], "groups": npz["groups"], "scores": npz[f"scores_{yardstick}"]}
+    return sweep, arrays
+
+
+def paired(path_a: str, path_b: str, yardstick: int = 0) -> dict:
+    """The paired mAUC difference of two sweeps (A − B) at every setting both swept, from their saved image scores:
+    the same reports, noise seed and yardstick are required (checked), so image ``i`` of A and of B come from the
+    same report and noise. Prints one Markdown table; returns ``{setting: paired_mauc_difference(...)}``."""
+    from diffcxr.evaluation.adherence import paired_mauc_difference
+
+    (sweep_a, a), (sweep_b, b) = _sweep_scores(path_a, yardstick), _sweep_scores(path_b, yardstick)
+    same_reports = a["labels"].shape == b["labels"].shape and np.array_equal(a["labels"], b["labels"], equal_nan=True) \
+        and np.array_equal(a["groups"], b["groups"])
+    judge_a = (list(sweep_a.get("yardsticks", {}).values()) or [sweep_a])[yardstick]
+    judge_b = (list(sweep_b.get("yardsticks", {}).values()) or [sweep_b])[yardstick]
+    seeds = {sweep_a["args"]["seed"], sweep_b["args"]["seed"]}
+    reals = {round(judge["real"]["mauc"], 6) for judge in (judge_a, judge_b)}
+    if not same_reports or len(seeds) != 1 or len(reals) != 1:
+        raise SystemExit(f"error: {path_a} and {path_b} are not paired: they need the same reports (in the same "
+                         f"order), noise seed and yardstick (seeds {sorted(seeds)}, real-image mAUC {sorted(reals)})")
+    rows_a = {_setting(r): (r, i) for i, r in enumerate(judge_a["rows"])}
+    rows_b = {_setting(r): (r, i) for i, r in enumerate(judge_b["rows"])}
+    common = [key for key in rows_a if key in rows_b]
+    if not common:
+        raise SystemExit(f"error: {path_a} and {path_b} share no setting (solver, steps, w, adapter scale)")
+    bootstrap = int(sweep_a["args"].get("bootstrap", 200))
+    print(f"A = {path_a}\nB = {path_b}\n{len(a['labels'])} images of {len(set(a['groups'].tolist()))} reports, "
+          f"the same noise (seed {seeds.pop()}); real images {reals.pop():.3f}\n")
+    print("| solver | steps | guidance w | adapter scale | mAUC A | mAUC B | A − B, paired [95 % CI] |\n"
+          "|---|---:|---:|---:|---:|---:|---|")
+    results = {}
+    for key in common:
+        (row_a, i), (row_b, j) = rows_a[key], rows_b[key]
+        result = paired_mauc_difference(a["scores"][i], b["scores"][j], a["labels"], a["groups"].tolist(),
+                                        bootstrap=bootstrap, seed=int(sweep_a["args"]["seed"]))
+        ci = result.get("interval")
+        ci_text = f" [{ci['low']:+.3f}, {ci['high']:+.3f}]" if ci else ""
+        print(f"| {_setting_cells(key)} | {row_a['mauc']:.3f} | {row_b['mauc']:.3f} | {result['delta']:+.3f}{ci_text} |")
+        results[key] = result
+    return results
 
 
 def _setting(row: dict) -> tuple:

@@ -46,8 +46,12 @@ def test_ablation_script_tables_every_arm_and_a_rerun_keeps_the_work(tmp_path, y
     first = _run(out, env)
     assert first.returncode == 0, first.stderr[-3000:]
     table = (out / "table.md").read_text(encoding="utf-8")
-    for heading in ("### default", "### meanpool", "#### default against meanpool", "## Laterality by arm"):
+    for heading in ("### default", "### meanpool", "#### default against meanpool", "## Laterality by arm",
+                    "#### default − meanpool, seed 1, paired run for run",
+                    "#### default − meanpool, seed 2, paired run for run"):
         assert heading in table, heading
+    paired = table.split("#### default − meanpool, seed 2, paired run for run")[1].split("##")[0]
+    assert "| dpm++2m | 2 | 4 | 2 |" in paired and "| dpm++2m | 2 | 4 | 0 |" in paired  # both adapter scales
     for arm in ("default", "meanpool"):
         for seed in (1, 2):
             assert (out / f"{arm}-s{seed}" / "pipeline" / "model_index.json").is_file()

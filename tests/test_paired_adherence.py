@@ -69,3 +69,42 @@ def test_one_pipeline_at_two_adapter_scales_is_paired_per_model(tmp_path, monkey
         monkeypatch.setattr(sys, "argv", base + extra + ["--out", str(tmp_path / "bad")])
         with pytest.raises(SystemExit, match=message):
             bench.main()
+
+
+@pytest.mark.slow
+def test_two_sweeps_pair_from_their_saved_scores_as_the_paired_benchmark_does(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from diffcxr.pipelines import DiffCXRPipeline
+
+    phantoms, classifier = tiny_yardstick(tmp_path, 12)
+    other = DiffCXRPipeline.from_pretrained(FIXTURE)  # a second "arm": the fixture with its denoiser nudged
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in other.denoiser.parameters():
+            p.add_(0.2 * p.std().nan_to_num() * torch.randn(p.shape, generator=generator))
+    other.save_pretrained(tmp_path / "other")
+    common = ["--classifier", str(classifier), "--data", f"phantom:{phantoms}", "--n-reports", "8", "--steps", "2",
+              "--guidance", "2", "--bootstrap", "30"]
+    monkeypatch.setattr(sys, "argv", ["paired_adherence.py", "--model", f"a={FIXTURE}", "--model",
+                                      f"b={tmp_path / 'other'}", "--adapter-scale", "1", *common,
+                                      "--out", str(tmp_path / "paired")])
+    load_benchmark("paired_adherence").main()
+    expected = json.loads((tmp_path / "paired" / "paired.json").read_text())["difference"]
+    sweep = load_benchmark("adherence_sweep")
+    for name, model, seed in (("a", FIXTURE, 0), ("b", tmp_path / "other", 0), ("b-seed1", tmp_path / "other", 1)):
+        monkeypatch.setattr(sys, "argv", ["adherence_sweep.py", "--model", str(model), *common, "--adapter-scale",
+                                          "1,0", "--images-per-report", "1", "--seed", str(seed),
+                                          "--out", str(tmp_path / name)])
+        sweep.main()
+    capsys.readouterr()
+    results = sweep.paired(str(tmp_path / "a" / "sweep.json"), str(tmp_path / "b" / "sweep.json"))
+    at_scale_1 = next(r for key, r in results.items() if key[3] == 1.0)
+    assert expected["delta"] != 0 and at_scale_1["delta"] == pytest.approx(expected["delta"], abs=1e-12)
+    assert at_scale_1["interval"] == pytest.approx(expected["interval"], abs=1e-12)  # the same paired bootstrap
+    assert len(results) == 2 and "| dpm++2m | 2 | 2 | 0 |" in capsys.readouterr().out  # both adapter scales
+    with pytest.raises(SystemExit, match="not paired"):  # other noise
+        sweep.paired(str(tmp_path / "a" / "sweep.json"), str(tmp_path / "b-seed1" / "sweep.json"))
+    (tmp_path / "b" / "scores.npz").unlink()
+    with pytest.raises(SystemExit, match="no scores.npz"):
+        sweep.paired(str(tmp_path / "a" / "sweep.json"), str(tmp_path / "b" / "sweep.json"))

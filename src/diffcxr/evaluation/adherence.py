@@ -17,7 +17,7 @@ from diffcxr.errors import DiffCXRError
 from diffcxr.models.cxr_classifier import classifier_scores
 
 __all__ = ["GeneratedSet", "adherence_gain", "generate_and_score", "generate_for_records", "generated_adherence",
-           "real_adherence", "score_adherence"]
+           "paired_mauc_difference", "real_adherence", "score_adherence"]
 
 
 class GeneratedSet(NamedTuple):
@@ -94,14 +94,19 @@ def generate_for_records(pipe, records, *, images_per_report: int = 2, num_infer
 
 
 def score_adherence(images: torch.Tensor, labels: np.ndarray, groups, classifier, *, bootstrap: int = 200,
-                    seed: int = 0, extractor=None, real_stats=None, batch_size: int = 64) -> dict:
+                    seed: int = 0, extractor=None, real_stats=None, batch_size: int = 64,
+                    return_scores: bool = False) -> dict:
     """mAUC of ``classifier`` on ``images`` (float (N, 1, H, W) in [-1, 1]) against ``labels`` (N, 14), with a
     bootstrap interval that resamples ``groups`` (reports); with a feature ``extractor`` and the real images'
-    ``real_stats`` (from :func:`real_adherence`) also ``"fid"``. Score one generated set with several classifiers
-    by calling this once per classifier."""
+    ``real_stats`` (from :func:`real_adherence`) also ``"fid"``; with ``return_scores`` also ``"scores"``, the
+    classifier's sigmoid scores (N, 14) (for :func:`paired_mauc_difference` later). Score one generated set with
+    several classifiers by calling this once per classifier."""
     from diffcxr.metrics import frechet_distance
 
-    result = _summary(_batched_scores(classifier, images, batch_size), labels, groups, bootstrap, seed)
+    scores = _batched_scores(classifier, images, batch_size)
+    result = _summary(scores, labels, groups, bootstrap, seed)
+    if return_scores:
+        result["scores"] = scores
     if extractor is not None and real_stats is not None:
         stats = _feature_stats(extractor, images, batch_size)
         result["fid"] = frechet_distance(real_stats.mean, real_stats.cov, stats.mean, stats.cov)
@@ -118,18 +123,32 @@ def adherence_gain(generated: GeneratedSet, baseline: GeneratedSet, classifier, 
 
     Returns ``{"delta", "interval"}`` (``interval`` only with ``bootstrap > 0``).
     """
-    from diffcxr.metrics import bootstrap_interval, per_finding_auroc
-
     if generated.images.shape != baseline.images.shape or list(generated.groups) != list(baseline.groups):
         raise DiffCXRError("adherence_gain needs two sets generated from the same reports, image for image")
-    labels, groups = generated.labels, generated.groups
-    a = _batched_scores(classifier, generated.images, batch_size)
-    b = _batched_scores(classifier, baseline.images, batch_size)
+    return paired_mauc_difference(_batched_scores(classifier, generated.images, batch_size),
+                                  _batched_scores(classifier, baseline.images, batch_size),
+                                  generated.labels, generated.groups, bootstrap=bootstrap, seed=seed)
+
+
+def paired_mauc_difference(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray, groups, *,
+                           bootstrap: int = 200, seed: int = 0) -> dict:
+    """mAUC(a) − mAUC(b) from a classifier's scores (N, 14) on two image sets generated from the same reports,
+    image for image (row ``i`` of both from report ``groups[i]`` with the same noise), against the reports'
+    ``labels`` (N, 14), with the paired bootstrap interval of :func:`adherence_gain` (each replicate resamples
+    reports once and scores both sets on them). Pure: the scores can come from files saved earlier.
+
+    Returns ``{"delta", "interval"}`` (``interval`` only with ``bootstrap > 0``).
+    """
+    from diffcxr.metrics import bootstrap_interval, per_finding_auroc
+
+    if scores_a.shape != scores_b.shape or scores_a.shape != labels.shape or len(groups) != len(labels):
+        raise DiffCXRError(f"a paired difference needs scores of the same images: shapes {scores_a.shape}, "
+                           f"{scores_b.shape}, labels {labels.shape}, {len(groups)} groups")
 
     def delta(idx):
-        return per_finding_auroc(a[idx], labels[idx]).mauc - per_finding_auroc(b[idx], labels[idx]).mauc
+        return per_finding_auroc(scores_a[idx], labels[idx]).mauc - per_finding_auroc(scores_b[idx], labels[idx]).mauc
 
-    result = {"delta": float(delta(np.arange(len(a))))}
+    result = {"delta": float(delta(np.arange(len(scores_a))))}
     if bootstrap:
         result["interval"] = bootstrap_interval(delta, groups, bootstrap, seed=seed)
     return result
