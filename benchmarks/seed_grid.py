@@ -1,7 +1,8 @@
 """Figure and numbers: the same reports and noise through several trained pipelines (e.g. training seeds).
 
 One row per ``--model`` (``LABEL=FOLDER``), each at its own default guidance and adapter scale, image ``j`` of
-every row from the noise of seed ``j``; the real images of the same reports in the last row. Prints, per
+every row from the noise of seed ``j``; the real images of the same reports in the last row, and under each
+column the findings its report names (with their side: "L: effusion"; "normal" for a report without any). Prints, per
 pipeline over ``--n-reports`` reports, the images' contrast (pixel SD within an image, averaged; real phantoms
 for reference) and how far the average generated image is from the average real one (mean absolute difference
 in [0, 1] units): an under-trained denoiser gives flat, washed-out images long before its mAUC shows it.
@@ -13,6 +14,24 @@ in [0, 1] units): an under-trained denoiser gives flat, washed-out images long b
 from __future__ import annotations
 
 import argparse
+
+SHORT_NAMES = {"Atelectasis": "atelectasis", "Cardiomegaly": "cardiomegaly", "Consolidation": "consolidation",
+               "Edema": "edema", "Enlarged Cardiomediastinum": "wide mediast.", "Fracture": "fracture",
+               "Lung Lesion": "lesion", "Lung Opacity": "opacity", "Pleural Effusion": "effusion",
+               "Pleural Other": "pleural other", "Pneumonia": "pneumonia", "Pneumothorax": "pneumothorax",
+               "Support Devices": "device"}
+
+
+def report_caption(report: str) -> list[str]:
+    """The findings a report names as present, one short line each, with their side ("L: effusion"); ["normal"]
+    when it names none."""
+    from diffcxr.knowledge import finding_sides, label_report
+
+    result = label_report(report)
+    sides = finding_sides(result)
+    lines = [f"{dict(left='L: ', right='R: ', both='both: ').get(sides.get(name), '')}{short}"
+             for name, short in SHORT_NAMES.items() if result.labels.get(name) == 1]
+    return lines or ["normal"]
 
 
 def main() -> None:
@@ -55,7 +74,10 @@ def main() -> None:
 
     tile, pad, n = args.size, 14, min(args.shown, len(records))
     grid = rows + [("real images of the same reports", real)]
-    canvas = Image.new("L", (n * tile, len(grid) * (tile + pad)), 255)
+    captions = [c if len(c) <= 4 else c[:3] + [f"+{len(c) - 3} more"] for c in (report_caption(r.report)
+                                                                             for r in records[:n])]
+    caption_height = 12 * max(len(c) for c in captions) + 4
+    canvas = Image.new("L", (n * tile, len(grid) * (tile + pad) + caption_height), 255)
     draw = ImageDraw.Draw(canvas)
     for i, (label, images) in enumerate(grid):
         top = i * (tile + pad)
@@ -63,6 +85,10 @@ def main() -> None:
         for j in range(n):
             cell = Image.fromarray((images[j] * 255).round().clip(0, 255).astype(np.uint8)).resize((tile, tile))
             canvas.paste(cell, (j * tile, top + pad))
+    bottom = len(grid) * (tile + pad) + 2
+    for j, lines in enumerate(captions):
+        for k, line in enumerate(lines):
+            draw.text((j * tile + 2, bottom + 12 * k), line, fill=0)
     canvas.save(args.out)
     print(f"wrote {args.out}")
 
