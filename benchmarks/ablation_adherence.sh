@@ -17,8 +17,9 @@
 #      each drawn as written and side-swapped; skip with LATERALITY=0
 #   6. mean +- SD over seeds per arm (adherence_sweep.py --seed-table), each ablation against the default
 #      (--baseline: difference of means in units of the larger SD) and, per seed, paired run for run
-#      (adherence_sweep.py --paired: a paired bootstrap interval from the sweeps' saved scores), then the laterality seed table
-#      (laterality_adherence.py --seed-table: flip rate per arm, paired arm - default), written to OUT/table.md
+#      (adherence_sweep.py --paired: a paired bootstrap interval from the sweeps' saved scores), then the
+#      laterality seed table (laterality_adherence.py --seed-table: flip rate per arm, paired arm - default),
+#      written to OUT/table.md
 #
 # Arms (ARMS, default all four):
 #   default     the shipped cpu-mini: AVA-TLS with pooled squeeze init + local loss, U-ViT last conv = identity

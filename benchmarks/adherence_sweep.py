@@ -257,7 +257,8 @@ def paired(path_a: str, path_b: str, yardstick: int = 0) -> dict:
                                         bootstrap=bootstrap, seed=int(sweep_a["args"]["seed"]))
         ci = result.get("interval")
         ci_text = f" [{ci['low']:+.3f}, {ci['high']:+.3f}]" if ci else ""
-        print(f"| {_setting_cells(key)} | {row_a['mauc']:.3f} | {row_b['mauc']:.3f} | {result['delta']:+.3f}{ci_text} |")
+        print(f"| {_setting_cells(key)} | {row_a['mauc']:.3f} | {row_b['mauc']:.3f} | "
+              f"{result['delta']:+.3f}{ci_text} |")
         results[key] = result
     return results
 
