@@ -83,6 +83,9 @@ def test_cli_without_a_model_or_without_gradio_is_one_line(tmp_path, monkeypatch
     assert main(["app"]) == 1
     err = capsys.readouterr().err.strip()
     assert "run `diffcxr demo` first" in err and len(err.splitlines()) == 1
+    assert main(["app", "--model", str(tmp_path)]) == 1  # not a pipeline: never announced as served
+    out, err = capsys.readouterr()
+    assert "not a saved DiffCXRPipeline" in err and "serving" not in out
     import importlib.util
 
     real = importlib.util.find_spec

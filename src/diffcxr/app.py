@@ -291,12 +291,15 @@ def build_app(generator: AppGenerator):
 
 
 def launch(model_dir: str | Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           device: str = "cpu", block: bool = True):
-    """Load the model, build the page and serve it; returns the Gradio app when ``block`` is False."""
+           device: str = "cpu", block: bool = True, on_ready=None):
+    """Load the model, build the page and serve it; returns the Gradio app when ``block`` is False.
+    ``on_ready()``, if given, is called once the model has loaded, just before the server starts."""
     import gradio as gr
 
     generator = AppGenerator(model_dir, device=device)
     page = build_app(generator)
+    if on_ready is not None:
+        on_ready()
     page.queue(default_concurrency_limit=1, max_size=64)
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])  # no web fonts: works offline

@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry calls
     from diffcxr.app import launch
 
-    print(f"diffcxr app: serving {model} on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
-    launch(model, host=args.host, port=args.port, share=args.share, device=args.device)
+    print(f"diffcxr app: loading {model}", flush=True)
+    launch(model, host=args.host, port=args.port, share=args.share, device=args.device,
+           on_ready=lambda: print(f"diffcxr app: serving {model} on http://{args.host}:{args.port}/ "
+                                  f"(Ctrl-C stops it)", flush=True))
     return 0
