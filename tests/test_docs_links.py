@@ -63,3 +63,13 @@ def test_anchor_slugs_follow_github():
     page = ROOT / "docs" / "report-adherence.md"
     assert "how-adherence-is-measured" in _anchors(page)
     assert "the-autoencoders-ceiling-2026-12-02-2-shared-cpu-cores" in _anchors(page)
+
+
+def test_the_lab_notebook_contents_list_every_section():
+    page = ROOT / "docs" / "adherence-log.md"
+    prose = _prose(page)
+    contents = prose.split("## Contents", 1)[1].split("\n## ", 1)[0]
+    listed = {t[1:] for t in _relative_links(page, same_page=True) if t.startswith("#") and f"(#{t[1:]})" in contents}
+    title = re.sub(r"[^\w\- ]", "", prose.splitlines()[0][2:].lower()).replace(" ", "-")  # the page's own # heading
+    sections = _anchors(page) - {title, "contents"}
+    assert sections - listed == set(), "sections missing from the notebook's Contents (add them there)"
