@@ -231,8 +231,7 @@ def paired(path_a: str, path_b: str, yardstick: int = 0) -> dict:
     from diffcxr.evaluation.adherence import paired_mauc_difference
 
     (sweep_a, a), (sweep_b, b) = _sweep_scores(path_a, yardstick), _sweep_scores(path_b, yardstick)
-    same_reports = a["labels"].shape == b["labels"].shape and np.array_equal(a["labels"], b["labels"], equal_nan=True) \
-        and np.array_equal(a["groups"], b["groups"])
+    same_reports = np.array_equal(a["labels"], b["labels"], equal_nan=True) and np.array_equal(a["groups"], b["groups"])
     judge_a = (list(sweep_a.get("yardsticks", {}).values()) or [sweep_a])[yardstick]
     judge_b = (list(sweep_b.get("yardsticks", {}).values()) or [sweep_b])[yardstick]
     seeds = {sweep_a["args"]["seed"], sweep_b["args"]["seed"]}

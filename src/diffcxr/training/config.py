@@ -323,11 +323,12 @@ def load_run_config(name_or_path: str | os.PathLike | dict, overrides: list[str]
     merged = _apply_run_overrides(_deepcopy(raw), overrides, where, source)
     try:
         cfg = build_dataclass(RunConfig, merged, "", where, hidden=("source",), check=_check)
-    except DiffCXRError:
-        if not overrides or not _builds(raw, where):
-            raise
-        # the file alone is valid, so an override is to blame: say so in the error
-        cfg = build_dataclass(RunConfig, merged, "", f"{where} + overrides", hidden=("source",), check=_check)
+    except DiffCXRError as error:
+        # validation messages start with ``where``; when the file alone is valid, an override broke it: say so
+        message = str(error)
+        if overrides and message.startswith(where) and _builds(raw, where):
+            raise DiffCXRError(f"{where} + overrides{message[len(where):]}") from None
+        raise
     cfg.source = source
     cfg.model_config()  # validate the referenced model config now, not after an hour of VAE training
     return cfg
