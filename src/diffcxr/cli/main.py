@@ -93,8 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the one error boundary: expected failures are one line, bugs keep their traceback
         if verbose or not _expected_failure(exc):
             raise
-        print(f"diffcxr: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        code = getattr(exc, "exit_code", 1)  # TrainingInterrupted: 128 + signal, as a shell reports a signal
+        print(f"diffcxr: {'interrupted' if code > 128 else 'error'}: {_one_line(exc)}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("diffcxr: interrupted", file=sys.stderr)
         return 130

@@ -20,7 +20,10 @@ __all__ = ["STAGES", "EXTRA_STAGES", "RunConfig", "load_run_config", "train", "t
 
 def train_stage(stage: str, run: RunConfig, data_spec: str, out_root, **kwargs):
     """Run one stage (``vae``, ``vlm``, ``base``, ``adapter``, ``classifier``, or ``distill`` with ``teacher``);
-    kwargs: manifest, resume, mixed_precision, progress, step_callback, teacher."""
+    kwargs: manifest, resume, mixed_precision, progress, step_callback, teacher.
+
+    Ctrl-C or SIGTERM during its steps writes a checkpoint at the step boundary and raises
+    :class:`~diffcxr.training.stop_request.TrainingInterrupted` (``resume=True`` continues from there)."""
     from diffcxr.errors import DiffCXRError
 
     if stage == "vae":
@@ -42,7 +45,10 @@ def train_stage(stage: str, run: RunConfig, data_spec: str, out_root, **kwargs):
     if not run.stage(stage).enabled:
         print(f"[{stage}] disabled in the config ({stage}.enabled: false)", flush=True)
         return None
-    return fn(run, data_spec, out_root, **kwargs)
+    from diffcxr.training.stop_request import stop_requests
+
+    with stop_requests():  # Ctrl-C / SIGTERM in the step loop: checkpoint, then TrainingInterrupted
+        return fn(run, data_spec, out_root, **kwargs)
 
 
 def train(stage: str, run: RunConfig, data_spec: str, out_root, export: bool = True, **kwargs) -> Path:

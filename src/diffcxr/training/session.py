@@ -10,12 +10,14 @@ to bottom with a :class:`Session`::
     ema = session.ema(model)
     state = session.restore({"uvit": model}, optimizer, scheduler, ema)
     batches = session.batches(len(dataset), state)
+    session.start_progress(state)                                 # progress bar; arms the Ctrl-C stop
     while state.step < cfg.max_steps:
         for micro in range(cfg.grad_accum):
             indices = next(batches); generator = session.generator(state, micro)
             loss = ...; session.check_finite(loss, state); session.backward(loss, model, micro)
         session.optimizer_step(model, optimizer, scheduler, ema, state)
-        session.log(state, loss=...); session.maybe_checkpoint(state, ...)
+        session.log(state, grad_norm); session.after_step(state)   # periodic checkpoint; a checkpoint + stop on Ctrl-C
+    session.finish(state)
 
 Resume is exact: the data order of epoch ``e`` is a permutation seeded by ``(seed, e)``, the per-step noise /
 timesteps / dropout masks come from a generator seeded by ``(seed, step, micro-batch, rank)``, and a
@@ -30,6 +32,7 @@ import json
 import logging
 import math
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -41,6 +44,7 @@ from diffcxr.training.checkpoint import Checkpointer, TrainState, write_json
 from diffcxr.training.data_order import mix_seeds, rank_batches
 from diffcxr.training.precision import bf16_supported, resolve_mixed_precision
 from diffcxr.training.run_log import LOG_FIELDS, plot_loss_curve, read_log
+from diffcxr.training.stop_request import TrainingInterrupted, arm, disarm, requested
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +295,7 @@ class Session:
                 self._tb = None
         self._t_last = time.perf_counter()
         self._samples_last = state.samples_seen
+        arm()  # from here on Ctrl-C / SIGTERM stop at a step boundary with a checkpoint (stop_request.py)
 
     def log(self, state: TrainState, grad_norm: float = float("nan"), **extra) -> None:
         """Update the bar every step; append a CSV row every ``log_every`` steps and at the end."""
@@ -325,21 +330,45 @@ class Session:
         return path
 
     def after_step(self, state: TrainState) -> None:
-        """Periodic checkpoint, then the (test) step callback."""
+        """Periodic checkpoint, the (test) step callback, then a stop on Ctrl-C / SIGTERM (checkpoint first)."""
         every = self.cfg.checkpoint_every
         if every and state.step % every == 0:
             self.save_checkpoint(state)
         if self.step_callback is not None:
             self.step_callback(self, state)
+        signum = self._stop_signal()
+        if signum:
+            if self._last_saved_step != state.step:
+                self.save_checkpoint(state)
+            self._close_logs()
+            disarm()
+            name = signal.Signals(signum).name
+            raise TrainingInterrupted(
+                f"{self.stage}: stopped by {name} at step {state.step} of {self.cfg.max_steps}; checkpoint "
+                f"{self.checkpointer.latest()} written; continue with --resume", signum)
+
+    def _stop_signal(self) -> int:
+        """The stop signal any process received (0 if none); every process agrees, so all stop at this step."""
+        signum = requested() or 0
+        if self.world > 1:
+            flag = torch.tensor([float(signum)], device=self.device)
+            signum = int(self.accelerator.reduce(flag, reduction="max").item())
+        return signum
+
+    def _close_logs(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
 
     def finish(self, state: TrainState) -> None:
         """Final checkpoint (if not just written), close logs, loss plot."""
+        disarm()
         if self._last_saved_step != state.step:
             self.save_checkpoint(state)
-        if self._bar is not None:
-            self._bar.close()
-        if self._tb is not None:
-            self._tb.close()
+        self._close_logs()
         if self.is_main:
             plot_loss_curve(self.log_path, self.out_dir / "loss.png", title=f"{self.run.name}: {self.stage}")
 

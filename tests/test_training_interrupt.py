@@ -1,0 +1,93 @@
+"""Ctrl-C and SIGTERM during training: the stage finishes its step, writes a checkpoint there, stops with one line
+and exit code 128 + signal, and ``--resume`` continues to exactly the weights of an uninterrupted run."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+import torch
+from _training_fixtures import copy_frozen, frozen_parts, phantom_dir, tiny_run  # noqa: F401 - fixtures
+from safetensors.torch import load_file
+
+from diffcxr.cli.main import main
+from diffcxr.training import train_stage
+from diffcxr.training.run_log import read_log
+from diffcxr.training.session import Session
+from diffcxr.training.stop_request import TrainingInterrupted, arm, requested, stop_requests
+
+# checkpoint_every=2: step 1 has no periodic checkpoint, so one there was written by the stop
+OVERRIDES = ("sample.num_reports=0", "base.max_steps=3", "base.checkpoint_every=2", "base.ema_decay=0.9",
+             "base.cond_drop_prob=0.5")
+
+
+def test_handler_stops_at_a_step_only_while_armed_and_is_restored():
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with stop_requests():
+        with pytest.raises(KeyboardInterrupt):  # no step loop yet (set-up, caching): stop at once
+            signal.raise_signal(signal.SIGINT)
+        arm()
+        signal.raise_signal(signal.SIGTERM)
+        assert requested() == signal.SIGTERM
+        signal.raise_signal(signal.SIGINT)  # another signal while stopping (a launcher's follow-up): ignored
+        assert requested() == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):  # the same signal again: stop at once
+            signal.raise_signal(signal.SIGTERM)
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert requested() is None
+
+
+def test_ctrl_c_writes_a_checkpoint_at_that_step_and_resume_is_exact(tmp_path, frozen_parts, phantom_dir):  # noqa: F811
+    data = f"phantom:{phantom_dir}"
+    run = tiny_run(*OVERRIDES)
+    full = copy_frozen(frozen_parts, tmp_path / "full")
+    train_stage("base", run, data, full, progress=False)
+
+    part = copy_frozen(frozen_parts, tmp_path / "part")
+
+    def ctrl_c(session, state):
+        if state.step == 1:
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted, match=r"base: stopped by SIGINT at step 1 of 3.*--resume") as info:
+        train_stage("base", run, data, part, progress=False, step_callback=ctrl_c)
+    assert info.value.exit_code == 130
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ckpt = part / "base" / "checkpoints"
+    assert (ckpt / "latest").read_text().strip() == "checkpoint-00000001"
+    assert not (part / "base" / "uvit").exists() and not (part / "base" / "COMPLETE.json").exists()
+
+    train_stage("base", run, data, part, progress=False, resume=True)
+    for name in ("uvit/diffusion_pytorch_model", "checkpoints/checkpoint-00000003/optimizer",
+                 "checkpoints/checkpoint-00000003/ema"):
+        a, b = load_file(str(full / f"base/{name}.safetensors")), load_file(str(part / f"base/{name}.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    losses = [[(r["step"], r["loss"]) for r in read_log(d / "base" / "log.csv")] for d in (full, part)]
+    assert losses[0] == losses[1] and [s for s, _ in losses[1]] == ["1", "2", "3"]
+
+
+def test_sigterm_through_the_cli_is_one_line_exit_143_then_resume_finishes(tmp_path, frozen_parts, phantom_dir,  # noqa: F811
+                                                                          monkeypatch, capsys):
+    out = copy_frozen(frozen_parts, tmp_path / "run")
+    sigterm_handler = signal.getsignal(signal.SIGTERM)
+    after_step = Session.after_step
+
+    def terminated_at_step_2(self, state):  # what a batch scheduler sends before it kills the job
+        if state.step == 2:
+            signal.raise_signal(signal.SIGTERM)
+        after_step(self, state)
+
+    monkeypatch.setattr(Session, "after_step", terminated_at_step_2)
+    args = ["train", "base", "-c", "tiny", "--data", f"phantom:{phantom_dir}", "--output-dir", str(out),
+            "--no-progress", "mixed_precision=no", *OVERRIDES]
+    assert main(args) == 143
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("diffcxr: interrupted: base: stopped by SIGTERM at step 2 of 3"), err
+    assert "--resume" in err[-1] and "Traceback" not in "\n".join(err)
+    assert signal.getsignal(signal.SIGTERM) == sigterm_handler
+    assert (out / "base" / "checkpoints" / "latest").read_text().strip() == "checkpoint-00000002"
+
+    monkeypatch.setattr(Session, "after_step", after_step)
+    assert main([*args, "--resume"]) == 0
+    assert (out / "base" / "COMPLETE.json").is_file()
+    assert [r["step"] for r in read_log(out / "base" / "log.csv")] == ["1", "2", "3"]
