@@ -21,7 +21,18 @@ OVERRIDES = ("sample.num_reports=0", "base.max_steps=3", "base.checkpoint_every=
              "base.cond_drop_prob=0.5")
 
 
-def test_handler_stops_at_a_step_only_while_armed_and_is_restored():
+@pytest.fixture
+def terminal_signals():
+    """SIGINT and SIGTERM with Python's own handlers, as in a terminal (a background job ignores SIGINT)."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+def test_handler_stops_at_a_step_only_while_armed_and_is_restored(terminal_signals):
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with stop_requests():
         with pytest.raises(KeyboardInterrupt):  # no step loop yet (set-up, caching): stop at once
@@ -37,7 +48,18 @@ def test_handler_stops_at_a_step_only_while_armed_and_is_restored():
     assert requested() is None
 
 
-def test_ctrl_c_writes_a_checkpoint_at_that_step_and_resume_is_exact(tmp_path, frozen_parts, phantom_dir):  # noqa: F811
+def test_a_signal_the_process_ignores_stays_ignored(terminal_signals):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job's SIGINT (`cmd &`, nohup)
+    with stop_requests():
+        arm()
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        signal.raise_signal(signal.SIGINT)
+        assert requested() is None
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_ctrl_c_writes_a_checkpoint_at_that_step_and_resume_is_exact(tmp_path, frozen_parts, phantom_dir,  # noqa: F811
+                                                                     terminal_signals):
     data = f"phantom:{phantom_dir}"
     run = tiny_run(*OVERRIDES)
     full = copy_frozen(frozen_parts, tmp_path / "full")
@@ -67,7 +89,7 @@ def test_ctrl_c_writes_a_checkpoint_at_that_step_and_resume_is_exact(tmp_path, f
 
 
 def test_sigterm_through_the_cli_is_one_line_exit_143_then_resume_finishes(tmp_path, frozen_parts, phantom_dir,  # noqa: F811
-                                                                          monkeypatch, capsys):
+                                                                          monkeypatch, capsys, terminal_signals):
     out = copy_frozen(frozen_parts, tmp_path / "run")
     sigterm_handler = signal.getsignal(signal.SIGTERM)
     after_step = Session.after_step

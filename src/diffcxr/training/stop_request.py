@@ -6,10 +6,10 @@ scheduler sends before it kills a job) only set a flag. The session reads it aft
 checkpoint there and raises :class:`TrainingInterrupted`, so ``--resume`` continues exactly where the run stopped
 instead of at the last periodic checkpoint. The same signal sent again, or one before the loop starts (model
 set-up, latent caching), stops at once with ``KeyboardInterrupt``, losing only the steps since the last checkpoint;
-another signal meanwhile is ignored (under ``accelerate launch`` a terminal's Ctrl-C reaches each worker, whose
-launcher then sends it SIGTERM: the workers still stop together at the same step). Handlers are
-process-wide, so this state is module-level; outside a stage, and in threads other than the main one, the signals
-keep their usual handlers.
+another signal meanwhile is ignored (under ``accelerate launch`` a worker can get both, the terminal's Ctrl-C and
+its launcher's SIGTERM, and still stops cleanly; the session makes every worker stop at the same step). Handlers
+are process-wide, so this state is module-level; outside a stage, in threads other than the main one, and where
+the process ignores a signal (SIGINT in a background job), the signals keep their usual handlers.
 """
 
 from __future__ import annotations
@@ -72,9 +72,10 @@ def stop_requests():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    # a signal the process was started to ignore (SIGINT of a background job: `cmd &`, nohup) stays ignored
+    previous = {s: h for s in STOP_SIGNALS if (h := signal.getsignal(s)) != signal.SIG_IGN}
     _requested = None
-    for s in STOP_SIGNALS:
+    for s in previous:
         signal.signal(s, _handle)
     try:
         yield
