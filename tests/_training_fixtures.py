@@ -42,3 +42,21 @@ def copy_frozen(src: Path, dst: Path) -> Path:
     for name in ("vae", "vlm"):
         shutil.copytree(src / name, dst / name)
     return dst
+
+
+def assert_same_tensors(a: Path, b: Path) -> None:
+    """Two safetensors files hold the same keys with bit-identical tensors."""
+    import torch
+    from safetensors.torch import load_file
+
+    ta, tb = load_file(str(a)), load_file(str(b))
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), f"{a.name}: {k}"
+
+
+def logged_losses(stage_dir: Path) -> list[tuple[str, str]]:
+    """(step, loss) of every row of a stage's log.csv."""
+    from diffcxr.training.run_log import read_log
+
+    return [(r["step"], r["loss"]) for r in read_log(stage_dir / "log.csv")]

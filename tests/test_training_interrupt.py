@@ -6,13 +6,17 @@ from __future__ import annotations
 import signal
 
 import pytest
-import torch
-from _training_fixtures import copy_frozen, frozen_parts, phantom_dir, tiny_run  # noqa: F401 - fixtures
-from safetensors.torch import load_file
+from _training_fixtures import (  # noqa: F401 - fixtures
+    assert_same_tensors,
+    copy_frozen,
+    frozen_parts,
+    logged_losses,
+    phantom_dir,
+    tiny_run,
+)
 
 from diffcxr.cli.main import main
 from diffcxr.training import train_stage
-from diffcxr.training.run_log import read_log
 from diffcxr.training.session import Session
 from diffcxr.training.stop_request import TrainingInterrupted, arm, requested, stop_requests
 
@@ -82,10 +86,9 @@ def test_ctrl_c_writes_a_checkpoint_at_that_step_and_resume_is_exact(tmp_path, f
     train_stage("base", run, data, part, progress=False, resume=True)
     for name in ("uvit/diffusion_pytorch_model", "checkpoints/checkpoint-00000003/optimizer",
                  "checkpoints/checkpoint-00000003/ema"):
-        a, b = load_file(str(full / f"base/{name}.safetensors")), load_file(str(part / f"base/{name}.safetensors"))
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
-    losses = [[(r["step"], r["loss"]) for r in read_log(d / "base" / "log.csv")] for d in (full, part)]
-    assert losses[0] == losses[1] and [s for s, _ in losses[1]] == ["1", "2", "3"]
+        assert_same_tensors(full / f"base/{name}.safetensors", part / f"base/{name}.safetensors")
+    assert logged_losses(full / "base") == logged_losses(part / "base")
+    assert [s for s, _ in logged_losses(part / "base")] == ["1", "2", "3"]
 
 
 def test_sigterm_through_the_cli_is_one_line_exit_143_then_resume_finishes(tmp_path, frozen_parts, phantom_dir,  # noqa: F811
@@ -112,4 +115,4 @@ def test_sigterm_through_the_cli_is_one_line_exit_143_then_resume_finishes(tmp_p
     monkeypatch.setattr(Session, "after_step", after_step)
     assert main([*args, "--resume"]) == 0
     assert (out / "base" / "COMPLETE.json").is_file()
-    assert [r["step"] for r in read_log(out / "base" / "log.csv")] == ["1", "2", "3"]
+    assert [s for s, _ in logged_losses(out / "base")] == ["1", "2", "3"]

@@ -8,28 +8,20 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-import torch
-from _training_fixtures import copy_frozen, frozen_parts, phantom_dir, tiny_run  # noqa: F401 - fixtures
-from safetensors.torch import load_file
+from _training_fixtures import (  # noqa: F401 - fixtures
+    assert_same_tensors,
+    copy_frozen,
+    frozen_parts,
+    logged_losses,
+    phantom_dir,
+    tiny_run,
+)
 
 from diffcxr.training import train_stage
-from diffcxr.training.run_log import read_log
 
 OVERRIDES = ("sample.num_reports=0", "base.max_steps=3", "base.checkpoint_every=2", "base.grad_accum=2",
              "base.ema_decay=0.9", "base.cond_drop_prob=0.5")
-
-
-def _same(a: Path, b: Path) -> None:
-    ta, tb = load_file(str(a)), load_file(str(b))
-    assert ta.keys() == tb.keys()
-    for k in ta:
-        assert torch.equal(ta[k], tb[k]), f"{a.name}: {k}"
-
-
-def _losses(stage_dir: Path) -> list[tuple[str, str]]:
-    return [(r["step"], r["loss"]) for r in read_log(stage_dir / "log.csv")]
 
 
 def test_sigkill_then_resume_is_exact(tmp_path, frozen_parts, phantom_dir):  # noqa: F811
@@ -56,9 +48,10 @@ def test_sigkill_then_resume_is_exact(tmp_path, frozen_parts, phantom_dir):  # n
 
     train_stage("base", run, data, part, progress=False, resume=True)
 
-    _same(full / "base/uvit/diffusion_pytorch_model.safetensors", part / "base/uvit/diffusion_pytorch_model.safetensors")
+    weights = "base/uvit/diffusion_pytorch_model.safetensors"
+    assert_same_tensors(full / weights, part / weights)
     for name in ("model", "optimizer", "ema"):
-        _same(full / f"base/checkpoints/checkpoint-00000003/{name}.safetensors",
-              part / f"base/checkpoints/checkpoint-00000003/{name}.safetensors")
-    assert _losses(full / "base") == _losses(part / "base")
-    assert [s for s, _ in _losses(part / "base")] == ["1", "2", "3"]
+        checkpoint = f"base/checkpoints/checkpoint-00000003/{name}.safetensors"
+        assert_same_tensors(full / checkpoint, part / checkpoint)
+    assert logged_losses(full / "base") == logged_losses(part / "base")
+    assert [s for s, _ in logged_losses(part / "base")] == ["1", "2", "3"]
