@@ -16,7 +16,8 @@
 #      the default arm runs): 1,500 phantoms (seed 2) give the first 100 reports that name a finding on one side,
 #      each drawn as written and side-swapped; skip with LATERALITY=0
 #   6. mean +- SD over seeds per arm (adherence_sweep.py --seed-table), each ablation against the default
-#      (--baseline: difference of means in units of the larger SD) and, per seed, paired run for run
+#      (--baseline: difference of means in units of the larger SD, and the per-seed differences' mean +- SD
+#      and t-interval) and, per seed, paired run for run
 #      (adherence_sweep.py --paired: a paired bootstrap interval from the sweeps' saved scores), then the
 #      laterality seed table (laterality_adherence.py --seed-table: flip rate per arm, paired arm - default),
 #      written to OUT/table.md

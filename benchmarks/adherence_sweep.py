@@ -15,7 +15,8 @@ the rows of earlier sweeps of one model together (for settings swept in several 
 noise and yardstick; ``A,B`` the sweep files of one seed) and prints, per setting swept in every seed, mAUC
 and FID as mean ± SD over seeds, and the paired gain of the knowledge adapter (the same w at adapter scale 0,
 per seed, then mean ± SD, and each seed's value). ``--baseline SEED=A,B ...`` (the same for another arm, e.g. an
-ablation) adds that arm's mean ± SD per common setting and the difference in units of the larger SD.
+ablation) adds that arm's mean ± SD per common setting, the difference in units of the larger SD and, over the
+seeds both arms trained (paired run for run), the per-seed differences' mean ± SD, mean ÷ SD and 95 % t-interval.
 ``--per-finding W,ADAPTER`` adds each finding's AUC at that setting: real images, the arm over seeds, what
 generation loses, and the paired difference to the baseline arm.
 
@@ -42,12 +43,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
 import numpy as np
 
-from diffcxr.metrics.seeds import mean_sd, mean_sd_text
+from diffcxr.metrics.seeds import mean_sd, mean_sd_text, paired_difference
 
 
 def _floats(text: str) -> list[float]:
@@ -390,8 +392,9 @@ def finding_table(per_seed: dict, real_findings: dict, spec: str, base_seed: dic
 
 def compare_arms(per_seed: dict, real: float, baseline: list[str], yardstick: int) -> dict:
     """This arm against a baseline arm at every setting both swept: mAUC and FID mean ± SD of each, the difference
-    of the means, and that difference ÷ the larger SD (the ">2 SD" criterion of an ablation table). Returns the
-    baseline's ``{seed: {setting: row}}``."""
+    of the means, and that difference ÷ the larger SD (the ">2 SD" criterion of an ablation table); over the seeds
+    both arms trained, the paired per-seed differences (``paired_difference``). Returns the baseline's
+    ``{seed: {setting: row}}``."""
     base_seed, base_real, _ = _read_seed_sweeps(baseline, yardstick)
     if round(base_real, 6) != round(real, 6):
         raise SystemExit(f"error: the baseline sweeps were scored against other real images or another classifier "
@@ -401,9 +404,11 @@ def compare_arms(per_seed: dict, real: float, baseline: list[str], yardstick: in
     both = sorted(mine & theirs, key=lambda k: (k[0], k[1], k[3], k[2]))
     if not both:
         raise SystemExit("error: the two arms have no setting (solver, steps, w, adapter scale) in common")
+    paired = [s for s in per_seed if s in base_seed]
     print(f"\nagainst the baseline arm ({len(base_seed)} seed{'s' * (len(base_seed) != 1)}: {', '.join(base_seed)})\n")
-    print("| solver | steps | w | adapter | mAUC this arm | mAUC baseline | difference (÷ larger SD) | FID this arm | "
-          "FID baseline |\n|---|---:|---:|---:|---|---|---|---|---|")
+    print("| solver | steps | w | adapter | mAUC this arm | mAUC baseline | difference (÷ larger SD) | "
+          f"paired run for run ({len(paired)} seed{'s' * (len(paired) != 1)}: mean ± SD, ÷ SD, 95 % t-interval) | "
+          "FID this arm | FID baseline |\n|---|---:|---:|---:|---|---|---|---|---|---|")
     for key in both:
         a = [rows[key] for rows in per_seed.values()]
         b = [rows[key] for rows in base_seed.values()]
@@ -411,8 +416,21 @@ def compare_arms(per_seed: dict, real: float, baseline: list[str], yardstick: in
         spread = max(sa, sb)  # nan (no ratio) unless an arm has 2 seeds or more
         ratio = f" ({(ma - mb) / spread:+.1f} SD)" if spread > 0 else ""
         print(f"| {_setting_cells(key)} | {mean_sd_text([r['mauc'] for r in a])} | "
-              f"{mean_sd_text([r['mauc'] for r in b])} | {ma - mb:+.3f}{ratio} | {_fid_cell(a)} | {_fid_cell(b)} |")
+              f"{mean_sd_text([r['mauc'] for r in b])} | {ma - mb:+.3f}{ratio} | "
+              f"{_paired_cell([per_seed[s][key]['mauc'] for s in paired], [base_seed[s][key]['mauc'] for s in paired])}"
+              f" | {_fid_cell(a)} | {_fid_cell(b)} |")
     return base_seed
+
+
+def _paired_cell(a: list[float], b: list[float]) -> str:
+    """The per-seed differences a − b of the seeds both arms trained: mean ± SD, mean ÷ SD and the 95 % t-interval
+    of the mean ("-" without a common seed; the difference alone for one)."""
+    if not a:
+        return "-"
+    d = paired_difference(a, b)
+    if math.isnan(d.in_sd):
+        return f"{d.mean:+.3f}"
+    return f"{d.mean:+.3f} ± {d.sd:.3f} ({d.in_sd:+.1f} SD) [{d.interval[0]:+.3f}, {d.interval[1]:+.3f}]"
 
 
 def _axes():

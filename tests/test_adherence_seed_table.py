@@ -59,3 +59,24 @@ def test_seed_table_per_finding_errors_are_one_line(tmp_path: Path) -> None:
     for flag, expected in (("4,1", "matches 0 settings"), ("four", "takes W,ADAPTER")):
         res = _run("--seed-table", f"s1={a}", "--per-finding", flag)
         assert res.returncode != 0 and expected in res.stderr and "Traceback" not in res.stderr
+
+
+def test_baseline_table_pairs_the_seeds_both_arms_trained(tmp_path: Path) -> None:
+    """The ablation table gives, beside the difference of arm means, the per-seed differences of the seeds both
+    arms trained (mean ± SD, ÷ SD, t-interval); a seed only one arm has is left out of the pairing."""
+    arm_values = {"s1": 0.90, "s2": 0.86, "s3": 0.88}
+    base_values = {"s1": 0.86, "s2": 0.84, "s3": 0.83, "s9": 0.70}
+    pf = lambda v: {"Atelectasis": v, "Edema": v, "Fracture": v}  # noqa: E731 (mAUC = v)
+    arm = [f"{s}={_sweep(tmp_path / f'a-{s}.json', [(4.0, 2.0, pf(v))])}" for s, v in arm_values.items()]
+    base = [f"{s}={_sweep(tmp_path / f'b-{s}.json', [(4.0, 2.0, pf(v))])}" for s, v in base_values.items()]
+    res = _run("--seed-table", *arm, "--baseline", *base)
+    assert res.returncode == 0, res.stderr
+    assert "paired run for run (3 seeds" in res.stdout
+    row = [r for r in res.stdout.splitlines() if r.startswith("| dpm++2m | 25 | 4 | 2 |")][-1]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    diffs = np.array([0.04, 0.02, 0.05])
+    half = 4.302652729911275 * diffs.std(ddof=1) / np.sqrt(3)  # t(0.975, df=2)
+    assert cells[7] == (f"+{diffs.mean():.3f} ± {diffs.std(ddof=1):.3f} ({diffs.mean() / diffs.std(ddof=1):+.1f} SD) "
+                        f"[{diffs.mean() - half:+.3f}, {diffs.mean() + half:+.3f}]")
+    # the difference of means uses every seed of each arm, s9 included
+    assert cells[6].startswith(f"{np.mean(list(arm_values.values())) - np.mean(list(base_values.values())):+.3f}")

@@ -180,3 +180,22 @@ def test_encoder_laterality_benchmark(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", args[:2] + [f"a={tmp_path}"] + args[3:])
     with pytest.raises(SystemExit, match="no report_encoder"):
         bench.main()
+
+
+def test_paired_difference_over_seeds():
+    from diffcxr.metrics import paired_difference
+
+    d = paired_difference([0.90, 0.86, 0.88], [0.86, 0.84, 0.83])
+    diffs = np.array([0.04, 0.02, 0.05])
+    assert d.mean == pytest.approx(diffs.mean()) and d.sd == pytest.approx(diffs.std(ddof=1)) and d.n == 3
+    assert d.in_sd == pytest.approx(diffs.mean() / diffs.std(ddof=1))
+    half = 4.302652729911275 * diffs.std(ddof=1) / np.sqrt(3)
+    assert d.interval == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    wider = paired_difference([0.90, 0.86, 0.88], [0.86, 0.84, 0.83], level=0.99).interval
+    assert wider[0] < d.interval[0] and wider[1] > d.interval[1]
+    flat = paired_difference([1.0, 2.0], [0.5, 1.5])  # no spread: no ratio, no interval
+    assert flat.mean == 0.5 and flat.sd == 0.0 and np.isnan(flat.in_sd) and all(np.isnan(flat.interval))
+    one = paired_difference([0.9], [0.8])
+    assert one.mean == pytest.approx(0.1) and np.isnan(one.sd) and all(np.isnan(one.interval))
+    with pytest.raises(ValueError, match="equally long"):
+        paired_difference([0.9, 0.8], [0.8])
