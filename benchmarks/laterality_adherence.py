@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -254,7 +255,7 @@ def seed_table(runs: dict[str, dict]) -> str:
     same models on the same reports, judge and noise. Per finding and model: the flip rate (mean ± SD over seeds,
     then each seed's value and 95 % interval over reports) and side accuracy; each model's condition side
     sensitivity; and, where the runs had a ``--baseline``, each model's paired difference to it the same way."""
-    from diffcxr.metrics.seeds import mean_sd_text
+    from diffcxr.metrics.seeds import mean_sd_text, paired_difference
 
     first = next(iter(runs.values()))
     for seed, run in runs.items():
@@ -296,12 +297,16 @@ def seed_table(runs: dict[str, dict]) -> str:
     if paired:
         baselines = {x["vs_baseline"]["baseline"] for f, m in paired for x in entries(m, f)}
         lines += ["", f"paired against {', '.join(sorted(baselines))} (per seed: the same reports and noise):", "",
-                  "| finding | model | flip rate − baseline, mean ± SD | per seed [95 % CI] |", "|---|---|---|---|"]
+                  "| finding | model | flip rate − baseline, mean ± SD | per seed [95 % CI] | "
+                  "mean ÷ SD [95 % t-interval of the mean] |", "|---|---|---|---|---|"]
         for f, m in paired:
             d = [x["vs_baseline"] for x in entries(m, f)]
             diffs = [x["flip_rate_difference"] for x in d]
+            over_seeds = paired_difference(diffs, [0.0] * len(diffs))  # the differences are already per seed
+            t_cell = ("-" if math.isnan(over_seeds.in_sd) else
+                      f"{over_seeds.in_sd:+.1f} SD [{over_seeds.interval[0]:+.3f}, {over_seeds.interval[1]:+.3f}]")
             lines.append(f"| {f} | {m} | {mean_sd_text(diffs, sign=True)} | "
-                         f"{per_seed(diffs, [x.get('interval') for x in d], sign='+')} |")
+                         f"{per_seed(diffs, [x.get('interval') for x in d], sign='+')} | {t_cell} |")
     return "\n".join(lines)
 
 

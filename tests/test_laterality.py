@@ -143,8 +143,11 @@ def test_laterality_seed_table_gives_mean_sd_over_seeds_and_the_paired_differenc
     assert "| pooled | 10 | 0.900 | b | 0.100 ± 0.000 |" in text
     assert "paired against b" in text and "| pooled | a | +0.300 ± 0.141 | +0.200 [+0.100, +0.200] / +0.400" in text
     assert "| pooled | b |" not in text.split("paired against")[1]  # the baseline is not paired with itself
+    half = 12.706204736174698 * np.std([0.2, 0.4], ddof=1) / np.sqrt(2)  # t(0.975, df=1)
+    assert f"| +{0.3 / np.std([0.2, 0.4], ddof=1):.1f} SD [{0.3 - half:+.3f}, {0.3 + half:+.3f}] |" in text
     one = bench.seed_table({"s1": _run({"a": 0.3, "b": 0.1})})
     assert "| a | 0.300 | 0.300 [0.200, 0.400] |" in one  # one seed: its value, no SD
+    assert one.splitlines()[-1].endswith("| - |")  # nor a t-interval
     with pytest.raises(SystemExit, match="differ in data"):
         bench.seed_table({"s1": _run({"a": 0.3, "b": 0.1}), "s2": _run({"a": 0.3, "b": 0.1}, data="phantom:x")})
     with pytest.raises(SystemExit, match="no model name"):
