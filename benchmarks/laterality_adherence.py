@@ -255,7 +255,7 @@ def seed_table(runs: dict[str, dict]) -> str:
     same models on the same reports, judge and noise. Per finding and model: the flip rate (mean ± SD over seeds,
     then each seed's value and 95 % interval over reports) and side accuracy; each model's condition side
     sensitivity; and, where the runs had a ``--baseline``, each model's paired difference to it the same way."""
-    from diffcxr.metrics.seeds import mean_sd_text, paired_difference
+    from diffcxr.metrics.seeds import difference_over_seeds, mean_sd_text
 
     first = next(iter(runs.values()))
     for seed, run in runs.items():
@@ -302,7 +302,7 @@ def seed_table(runs: dict[str, dict]) -> str:
         for f, m in paired:
             d = [x["vs_baseline"] for x in entries(m, f)]
             diffs = [x["flip_rate_difference"] for x in d]
-            over_seeds = paired_difference(diffs, [0.0] * len(diffs))  # the differences are already per seed
+            over_seeds = difference_over_seeds(diffs)
             t_cell = ("-" if math.isnan(over_seeds.in_sd) else
                       f"{over_seeds.in_sd:+.1f} SD [{over_seeds.interval[0]:+.3f}, {over_seeds.interval[1]:+.3f}]")
             lines.append(f"| {f} | {m} | {mean_sd_text(diffs, sign=True)} | "

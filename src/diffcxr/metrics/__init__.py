@@ -15,12 +15,12 @@ from diffcxr.metrics.kid import ReservoirSampler, kernel_inception_distance, pol
 from diffcxr.metrics.memorization import MemorizationResult, memorization, nearest_neighbours
 from diffcxr.metrics.msssim import intra_prompt_msssim, pairwise_msssim, scales_for_size
 from diffcxr.metrics.prdc import PRDC, kth_neighbour_radii, prdc
-from diffcxr.metrics.seeds import PairedDifference, mean_sd, mean_sd_text, paired_difference
+from diffcxr.metrics.seeds import PairedDifference, difference_over_seeds, mean_sd, mean_sd_text, paired_difference
 
 __all__ = [
     "AUROCResult", "MemorizationResult", "PRDC", "kth_neighbour_radii", "prdc", "per_finding_metrics", "ReservoirSampler", "StreamingGaussianStats", "binary_auroc",
     "bootstrap_interval", "group_bootstrap",
     "fid_from_features", "frechet_distance", "intra_prompt_msssim", "kernel_inception_distance", "map_labels",
-    "mean_sd", "mean_sd_text", "memorization", "PairedDifference", "paired_difference", "nearest_neighbours", "pairwise_msssim", "per_finding_auroc", "polynomial_mmd2",
+    "mean_sd", "mean_sd_text", "memorization", "PairedDifference", "difference_over_seeds", "paired_difference", "nearest_neighbours", "pairwise_msssim", "per_finding_auroc", "polynomial_mmd2",
     "scales_for_size",
 ]

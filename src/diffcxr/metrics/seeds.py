@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["PairedDifference", "mean_sd", "mean_sd_text", "paired_difference"]
+__all__ = ["PairedDifference", "difference_over_seeds", "mean_sd", "mean_sd_text", "paired_difference"]
 
 
 def mean_sd(values: Iterable[float | None]) -> tuple[float, float]:
@@ -56,14 +56,20 @@ class PairedDifference(NamedTuple):
 
 def paired_difference(a: Iterable[float], b: Iterable[float], level: float = 0.95) -> PairedDifference:
     """Summarise ``a[i] − b[i]`` over seeds i (the two arms' values for the same seeds, in the same order)."""
-    from scipy.stats import t as student_t  # scipy comes with scikit-learn
-
     a, b = np.asarray(list(a), dtype=np.float64), np.asarray(list(b), dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or not len(a):
         raise ValueError(f"paired_difference needs two equally long, non-empty lists of values, got {a.shape} and "
                          f"{b.shape}")
-    mean, sd = mean_sd((a - b).tolist())
-    n = len(a)
+    return difference_over_seeds((a - b).tolist(), level)
+
+
+def difference_over_seeds(differences: Iterable[float], level: float = 0.95) -> PairedDifference:
+    """Summarise per-seed differences already taken (arm A − arm B for each seed)."""
+    from scipy.stats import t as student_t  # scipy comes with scikit-learn
+
+    differences = list(differences)
+    mean, sd = mean_sd(differences)
+    n = len(differences)
     if n < 2 or not sd > 0:
         return PairedDifference(mean, sd, math.nan, (math.nan, math.nan), n, level)
     half = float(student_t.ppf(0.5 + level / 2, df=n - 1)) * sd / math.sqrt(n)
